@@ -1,0 +1,91 @@
+"""The audit store interface: the accountability trail's only way in and out.
+
+Implementations: :mod:`gateway.audit.sqlite` (embedded default) and :mod:`gateway.audit.postgres`
+(scale-out). :func:`open_store` picks one by URL scheme.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol, runtime_checkable
+
+from gateway.audit.chain import VerifyResult
+from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
+from gateway.errors import Code, GatewayError
+
+__all__ = ["AuditStore", "AuditUnavailable", "VerifyResult", "open_store"]
+
+
+class AuditUnavailable(GatewayError):
+    """The trail could not record (or read) what it must; the request gets no data (HTTP 503)."""
+
+    def __init__(self, message: str = "the audit trail is unavailable") -> None:
+        super().__init__(Code.AUDIT_UNAVAILABLE, message)
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """An append-only, hash-chained accountability trail.
+
+    Contract:
+
+    * ``open()`` connects and creates or migrates the schema; idempotent, safe to run from
+      several processes at once. It is the only place that creates tables: a table missing at
+      commit time is an error (it may be tampering), never silently recreated.
+    * ``close()`` waits for commits already accepted, then releases connections.
+    * ``commit(batch)`` returns only when every record of the batch is durably committed, in one
+      transaction together with (possibly) other concurrent batches of this process (group
+      commit). On any failure it raises :class:`AuditUnavailable` and nothing of the batch is
+      committed; the next call simply tries again (reconnecting if needed).
+    * Records get ``seq`` (gap-free, monotonic), ``recorded_at`` (UTC, monotonic),
+      ``prev_hash`` and ``hash`` from the store; the chain is linear even with several
+      processes writing to one PostgreSQL database.
+    * ``search(q)`` returns matching records ordered by ``seq`` (at most ``q.limit``).
+    * ``verify()`` walks the whole chain and reports the first broken record.
+    * ``purge(older_than, context)`` deletes the longest prefix of the chain whose records were
+      recorded more than ``older_than`` ago, keeps the last deleted hash as the chain's anchor
+      (so ``verify`` still passes), and appends a record of the purge itself (coordinate
+      ``Audit.purge``, decision given, reason ``RETENTION_PURGE``, no data subject) in the same
+      transaction. Returns the number of records deleted.
+    * ``ready()`` is true when the store can be reached and its writer is running.
+
+    There is no other way to update or delete records.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def commit(self, batch: AuditBatch) -> None: ...
+
+    async def search(self, q: AuditQuery) -> list[AuditRecord]: ...
+
+    async def verify(self) -> VerifyResult: ...
+
+    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int: ...
+
+    async def ready(self) -> bool: ...
+
+
+def open_store(url: str) -> AuditStore:
+    """Create (not yet open) the store a URL names.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
+    (one process, tests) or ``postgresql://user@host:port/db`` (also ``postgres://``).
+    Raises ``ValueError`` for any other URL.
+    """
+    if url.startswith("sqlite:///"):
+        from gateway.audit.sqlite import SQLiteAuditStore
+
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise ValueError("sqlite audit store URL has no path: use sqlite:///path/to/audit.db")
+        return SQLiteAuditStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.audit.postgres import PostgresAuditStore
+
+        return PostgresAuditStore(url)
+    raise ValueError(
+        f"unsupported audit store URL {url.split('://')[0]!r}://...: "
+        "use sqlite:///path.db or postgresql://..."
+    )

@@ -1,0 +1,296 @@
+"""Group commit: one writer task per store turns concurrent commits into one transaction.
+
+Every request awaits a durable commit before its response leaves (DESIGN "One request", step 9).
+A transaction per request would make the database's fsync the gateway's throughput limit, so
+``commit()`` only expands its batch (in the caller's task) and queues it; a single writer task
+takes everything queued so far, writes it in one transaction and resolves each caller's future.
+While that transaction runs, new batches queue up and form the next group, so coalescing adds
+no waiting when the store is idle. A failed transaction fails every batch in it; the next group
+tries again from scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gateway.audit.chain import PreparedBatch, VerifyResult, prepare
+from gateway.audit.model import (
+    AccessContext,
+    AuditBatch,
+    AuditQuery,
+    AuditRecord,
+    Decision,
+    FieldDecision,
+)
+from gateway.audit.store import AuditUnavailable
+
+log = logging.getLogger("ketenpoort.audit")
+
+#: Coordinate, reason and decision of the record a purge leaves behind.
+PURGE_DECISION = FieldDecision(
+    coordinate="Audit.purge",
+    path="",
+    decision=Decision.GIVEN,
+    reason="RETENTION_PURGE",
+    registry=None,
+)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # A search bound without an offset is read as UTC (the trail's time zone); records
+    # themselves must be aware (prepare() refuses naive ones).
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
+    """The WHERE clause (with leading ``WHERE`` or empty) and parameters of a search.
+
+    ``since`` (inclusive) and ``until`` (exclusive) compare with ``start_time``, when the access
+    happened. ``placeholder(n)`` renders the n-th (1-based) parameter marker. Times go in as
+    ``datetime``; a backend storing text converts them with :func:`~gateway.audit.chain.ts`.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def add(sql: str, value: Any) -> None:
+        params.append(value)
+        clauses.append(sql.format(placeholder(len(params))))
+
+    if q.subject is not None:
+        add("data_subject_id = {}", q.subject)
+    if q.officer is not None:
+        add("officer = {}", q.officer)
+    if q.organisation is not None:
+        # An OIN is 20 digits; a policy organisation id is not.
+        column = "organisation_oin" if q.organisation.isdigit() else "organisation"
+        add(column + " = {}", q.organisation)
+    if q.purpose is not None:
+        add("purpose = {}", q.purpose)
+    if q.trace_id is not None:
+        add("trace_id = {}", q.trace_id)
+    if q.since is not None:
+        add("start_time >= {}", _aware(q.since))
+    if q.until is not None:
+        add("start_time < {}", _aware(q.until))
+    if q.after_seq is not None:
+        add("seq > {}", q.after_seq)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+@dataclass(slots=True)
+class _Job:
+    prepared: PreparedBatch
+    future: asyncio.Future[int]
+    purge_older_than: dt.timedelta | None = None  # set: this job is a purge
+
+
+class GroupCommitStore(ABC):
+    """Base of the stores: the queue, the writer task and the error mapping of the contract.
+
+    Subclasses implement the backend hooks; each write hook runs one transaction and raises on
+    failure (any exception), after rolling back.
+    """
+
+    #: Whether the backend stores timestamps as canonical text (SQLite) or ``datetime``.
+    text_timestamps: ClassVar[bool]
+    #: Upper bound of records per transaction (a group always takes at least one batch).
+    max_records_per_transaction: ClassVar[int] = 50_000
+
+    def __init__(self) -> None:
+        self._jobs: list[_Job] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ---- backend hooks -------------------------------------------------------------------
+
+    @abstractmethod
+    async def _open_backend(self) -> None:
+        """Connect, create or migrate the schema (idempotent)."""
+
+    @abstractmethod
+    async def _close_backend(self) -> None:
+        """Release connections."""
+
+    @abstractmethod
+    async def _write(self, batches: list[PreparedBatch]) -> None:
+        """Link and insert ``batches`` in one transaction, after the current chain head."""
+
+    @abstractmethod
+    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+        """Delete the old prefix, move the anchor, append ``record``: one transaction."""
+
+    @abstractmethod
+    async def _search(self, q: AuditQuery) -> list[AuditRecord]: ...
+
+    @abstractmethod
+    async def _verify(self) -> VerifyResult: ...
+
+    @abstractmethod
+    async def _ping(self) -> None:
+        """Raise unless the store's tables can be read now."""
+
+    # ---- the AuditStore interface --------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and migrate; start the writer task. Idempotent."""
+        if self._writer is not None and not self._writer.done():
+            return
+        try:
+            await self._open_backend()
+        except AuditUnavailable:
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(f"audit store cannot be opened ({type(exc).__name__})") from exc
+        self._closing = False
+        self._writer = asyncio.get_running_loop().create_task(
+            self._run_writer(), name="ketenpoort-audit-writer"
+        )
+
+    async def close(self) -> None:
+        """Write what was already accepted, stop the writer, release connections."""
+        writer = self._writer
+        if writer is not None:
+            self._closing = True
+            self._wakeup.set()
+            await writer
+            self._writer = None
+        await self._close_backend()
+
+    async def commit(self, batch: AuditBatch) -> None:
+        """Durably commit ``batch``; :class:`AuditUnavailable` and nothing stored otherwise."""
+        try:
+            prepared = prepare(batch, text_timestamps=self.text_timestamps)
+        except ValueError as exc:
+            raise AuditUnavailable(f"audit batch rejected: {exc}") from exc
+        if not prepared.entries:
+            return  # nothing was resolved, nothing to record
+        await self._submit(_Job(prepared, self._new_future()))
+
+    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int:
+        """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count."""
+        if older_than <= dt.timedelta(0):
+            raise ValueError("purge needs a positive age")
+        batch = AuditBatch(
+            context=context,
+            end_time=dt.datetime.now(dt.UTC),
+            request_decisions=[PURGE_DECISION],
+        )
+        try:
+            prepared = prepare(batch, text_timestamps=self.text_timestamps)
+        except ValueError as exc:
+            raise AuditUnavailable(f"purge record rejected: {exc}") from exc
+        return await self._submit(_Job(prepared, self._new_future(), older_than))
+
+    async def search(self, q: AuditQuery) -> list[AuditRecord]:
+        """Records matching every set attribute of ``q``, by seq, at most ``q.limit``."""
+        if q.limit <= 0:
+            raise ValueError("search limit must be positive")
+        try:
+            return await self._search(q)
+        except (AuditUnavailable, ValueError):
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(f"audit search failed ({type(exc).__name__})") from exc
+
+    async def verify(self) -> VerifyResult:
+        """Walk the whole chain; the result names the first broken record."""
+        try:
+            return await self._verify()
+        except AuditUnavailable:
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(f"audit verify failed ({type(exc).__name__}: {exc})") from exc
+
+    async def ready(self) -> bool:
+        """True when the writer runs and the tables answer."""
+        if self._writer is None or self._writer.done():
+            return False
+        try:
+            await self._ping()
+        except Exception:
+            return False
+        return True
+
+    # ---- the writer ----------------------------------------------------------------------
+
+    def _new_future(self) -> asyncio.Future[int]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, job: _Job) -> int:
+        writer = self._writer
+        if writer is None or writer.done() or self._closing:
+            raise AuditUnavailable("audit store is not open")
+        self._jobs.append(job)
+        self._wakeup.set()
+        # If the caller is cancelled its batch may still be written: recording an access whose
+        # response was never sent is harmless; the opposite is what the trail must prevent.
+        return await job.future
+
+    def _take_group(self) -> list[_Job]:
+        """The next transaction: one purge alone, or consecutive commits up to the bound."""
+        jobs = self._jobs
+        if jobs[0].purge_older_than is not None:
+            group = [jobs.pop(0)]
+            return group
+        count, n = 0, 0
+        while n < len(jobs) and jobs[n].purge_older_than is None:
+            size = len(jobs[n].prepared)
+            if n and count + size > self.max_records_per_transaction:
+                break
+            count += size
+            n += 1
+        group = jobs[:n]
+        del jobs[:n]
+        return group
+
+    async def _run_writer(self) -> None:
+        try:
+            while True:
+                if not self._jobs:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                group = self._take_group()
+                await self._run_group(group)
+        finally:
+            # Never leave a caller waiting forever (cancelled writer, loop shutdown).
+            for job in self._jobs:
+                if not job.future.done():
+                    job.future.set_exception(AuditUnavailable("audit store closed"))
+            self._jobs.clear()
+
+    async def _run_group(self, group: list[_Job]) -> None:
+        try:
+            first = group[0]
+            if first.purge_older_than is not None:
+                result = await self._purge(first.purge_older_than, first.prepared)
+            else:
+                await self._write([job.prepared for job in group])
+                result = 0
+        except Exception as exc:
+            # Logged without batch content: the trail's data stays in the trail.
+            log.error(
+                "audit transaction of %d batch(es) failed: %s: %s",
+                len(group),
+                type(exc).__name__,
+                exc,
+            )
+            for job in group:
+                if not job.future.done():
+                    error = AuditUnavailable(
+                        f"the audit trail could not record this ({type(exc).__name__})"
+                    )
+                    error.__cause__ = exc
+                    job.future.set_exception(error)
+            return
+        for job in group:
+            if not job.future.done():
+                job.future.set_result(result)

@@ -1,0 +1,196 @@
+"""Authentication: ``Authorization: Bearer <JWT>`` → :class:`Principal`.
+
+Signature, ``exp``/``nbf`` (small leeway), ``iss`` and ``aud`` are checked by PyJWT; the
+algorithm list is fixed per mode (``none`` is never accepted; HS256 only in development, with the
+state directory's development key). Every failure is the same ``UNAUTHENTICATED``: the message
+helps no attacker, the log line (without the token) helps the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from gateway.errors import Code, GatewayError
+
+log = logging.getLogger("ketenpoort.auth")
+
+DEV_KEY_FILE = "dev-token.key"
+ASYMMETRIC_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+LEEWAY_SECONDS = 30
+_OIN = re.compile(r"^\d{20}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: an officer of an organisation, with roles and granted purposes."""
+
+    subject: str
+    oin: str
+    organisation: str
+    roles: tuple[str, ...]
+    purposes: frozenset[str]
+
+
+def unauthenticated() -> GatewayError:
+    return GatewayError(Code.UNAUTHENTICATED, "Authentication required.")
+
+
+def load_or_create_dev_key(state_dir: Path) -> bytes:
+    """The development signing key (HS256), shared by ``serve`` and ``token`` via the state dir."""
+    path = state_dir / DEV_KEY_FILE
+    if path.exists():
+        return path.read_bytes()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its key
+        return path.read_bytes()
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class Authenticator:
+    """Verifies bearer tokens. Construct once at start; ``authenticate`` is cheap and pure."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        dev_key: bytes | None = None,
+        jwks: jwt.PyJWKSet | None = None,
+        jwks_client: jwt.PyJWKClient | None = None,
+    ) -> None:
+        if dev_key is None and jwks is None and jwks_client is None:
+            raise ValueError("an Authenticator needs a development key or a JWKS")
+        self._issuer = issuer
+        self._audience = audience
+        self._dev_key = dev_key
+        self._jwks = jwks
+        self._jwks_client = jwks_client
+        # Verified tokens are cached until shortly before they expire: a client sends the same
+        # token on every request, and signature checks are the costliest step of a request.
+        self._verified: dict[str, tuple[float, Principal]] = {}
+
+    @classmethod
+    def from_jwks_source(cls, source: str, *, issuer: str, audience: str) -> Authenticator:
+        """A JWKS file path or an https URL."""
+        if source.startswith(("https://", "http://")):
+            return cls(issuer=issuer, audience=audience, jwks_client=jwt.PyJWKClient(source))
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
+        return cls(issuer=issuer, audience=audience, jwks=jwt.PyJWKSet.from_dict(data))
+
+    def _key_for(self, token: str, header: dict[str, Any]) -> tuple[Any, Sequence[str]]:
+        alg = header.get("alg")
+        if alg == "HS256" and self._dev_key is not None:
+            return self._dev_key, ("HS256",)
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise unauthenticated()
+        if self._jwks_client is not None:
+            return self._jwks_client.get_signing_key_from_jwt(token).key, (alg,)
+        if self._jwks is not None:
+            kid = header.get("kid")
+            for key in self._jwks.keys:
+                if kid is None or key.key_id == kid:
+                    return key.key, (alg,)
+        raise unauthenticated()
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header value, or ``UNAUTHENTICATED``."""
+        if not authorization:
+            raise unauthenticated()
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise unauthenticated()
+        token = token.strip()
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            header = jwt.get_unverified_header(token)
+            key, algorithms = self._key_for(token, header)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(algorithms),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+            principal = _principal(claims)
+        except GatewayError:
+            raise
+        except Exception as exc:  # any verification failure looks the same to the caller
+            log.info("token refused: %s", type(exc).__name__)
+            raise unauthenticated() from None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[token] = (min(float(claims["exp"]), now + 300), principal)
+        return principal
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise unauthenticated()
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    sub, oin, org = claims.get("sub"), claims.get("oin"), claims.get("org")
+    if not isinstance(sub, str) or not sub:
+        raise unauthenticated()
+    if not isinstance(oin, str) or not _OIN.match(oin) or not isinstance(org, str):
+        raise unauthenticated()
+    return Principal(
+        subject=sub,
+        oin=oin,
+        organisation=org,
+        roles=_strings(claims.get("roles", ())),
+        purposes=frozenset(_strings(claims.get("doelbindingen", ()))),
+    )
+
+
+def mint_dev_token(
+    key: bytes,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    oin: str,
+    organisation: str,
+    roles: Sequence[str],
+    purposes: Sequence[str],
+    ttl: int = 3600,
+) -> str:
+    """A development token (HS256). Only ever signed with the development key."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "oin": oin,
+        "org": organisation,
+        "roles": list(roles),
+        "doelbindingen": list(purposes),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    }
+    return jwt.encode(claims, key, algorithm="HS256")

@@ -1,0 +1,216 @@
+"""``ketenpoort``: serve, token, schema, documents, policy, audit, mocks.
+
+Commands print results to stdout and problems as one line to stderr with a non-zero exit; no
+stack traces for bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from gateway.cli_audit import app as audit_app
+from gateway.cli_policy import app as policy_app
+from gateway.config import ConfigError, Settings
+from mocks.cli import app as mocks_app
+
+app = typer.Typer(
+    help="Ketenpoort: purpose-bound, fully accounted GraphQL access to the chain registries.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.add_typer(mocks_app, name="mocks")
+documents_app = typer.Typer(help="Trusted (persisted) documents.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"ketenpoort: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_from_env(**overrides: object) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        fail(str(exc))
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return settings.with_(**changes) if changes else settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (KETENPOORT_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (KETENPOORT_PORT).")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="development|production (KETENPOORT_MODE).")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy file (KETENPOORT_POLICY).")] = None,
+    audit_store: Annotated[
+        str | None, typer.Option(help="sqlite:///PATH | postgresql://... (KETENPOORT_AUDIT_STORE).")
+    ] = None,
+    cache: Annotated[
+        str | None, typer.Option(help="memory | redis://... (KETENPOORT_CACHE).")
+    ] = None,
+    quota_store: Annotated[
+        str | None, typer.Option(help="memory | redis://... (KETENPOORT_QUOTA_STORE).")
+    ] = None,
+    traces: Annotated[
+        str | None, typer.Option(help="console | file:PATH | otlp:URL | none (KETENPOORT_TRACES).")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
+    trusted_documents: Annotated[
+        Path | None, typer.Option(help="Execute only these documents (manifest).")
+    ] = None,
+) -> None:
+    """Run the gateway (mock registries in-process unless KETENPOORT_REGISTRIES names them)."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    if mode is not None and mode not in ("development", "production"):
+        fail("--mode must be development or production")
+    settings = settings_from_env(
+        host=host,
+        port=port,
+        mode=mode,
+        policy=policy,
+        audit_store=audit_store,
+        cache=cache,
+        quota_store=quota_store,
+        traces=traces,
+        state_dir=state,
+        trusted_documents=trusted_documents,
+    )
+    # Validate the policy before binding the port: a bad policy refuses the start, clearly.
+    from gateway.cli_policy import gateway_coordinates
+    from gateway.policy import PolicyError, load_policy
+
+    try:
+        load_policy(settings.policy, gateway_coordinates())
+    except (PolicyError, OSError) as exc:
+        fail(f"policy refused: {exc}", 1)
+    typer.echo(
+        f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})", err=True
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def token(
+    org: Annotated[str, typer.Option(help="Organisation id in the policy, e.g. NVIK.")],
+    role: Annotated[list[str], typer.Option(help="Role (repeatable).")],
+    doelbinding: Annotated[list[str], typer.Option(help="Granted purpose (repeatable).")],
+    sub: Annotated[str, typer.Option(help="Officer id (the token's sub).")] = "medewerker-001",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
+) -> None:
+    """Mint a development token (last line of the output). Refused outside development mode."""
+    from gateway.auth import load_or_create_dev_key, mint_dev_token
+    from gateway.cli_policy import gateway_coordinates
+    from gateway.policy import PolicyError, load_policy
+
+    settings = settings_from_env(state_dir=state)
+    if not settings.development:
+        fail("development tokens are refused outside development mode", 1)
+    if not 0 < ttl <= 86_400:
+        fail("--ttl must be between 1 and 86400 seconds")
+    try:
+        policy = load_policy(settings.policy, gateway_coordinates())
+    except (PolicyError, OSError) as exc:
+        fail(f"policy refused: {exc}", 1)
+    organisation = policy.organisations.get(org)
+    if organisation is None:
+        fail(f"unknown organisation {org!r} (known: {', '.join(sorted(policy.organisations))})")
+    unknown = [p for p in doelbinding if p not in policy.purposes]
+    if unknown:
+        fail(f"unknown purpose(s): {', '.join(unknown)}")
+    key = load_or_create_dev_key(settings.state_dir)
+    typer.echo(
+        f"# development token for {sub} ({org}, roles {', '.join(role)}), valid {ttl} s", err=True
+    )
+    typer.echo(
+        mint_dev_token(
+            key,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            subject=sub,
+            oin=organisation.oin,
+            organisation=org,
+            roles=role,
+            purposes=doelbinding,
+            ttl=ttl,
+        )
+    )
+
+
+@app.command()
+def schema(
+    org: Annotated[str, typer.Option(help="Organisation id.")],
+    role: Annotated[list[str], typer.Option(help="Role (repeatable).")],
+    doelbinding: Annotated[str, typer.Option(help="Purpose.")],
+) -> None:
+    """Print the SDL this caller may see for this purpose (for client generation)."""
+
+    from gateway.introspection import visible_sdl
+    from gateway.policy import PolicyError, load_policy
+    from gateway.schema import graphql_schema, schema_coordinates
+
+    settings = settings_from_env()
+    try:
+        policy = load_policy(settings.policy, schema_coordinates(graphql_schema()))
+    except (PolicyError, OSError) as exc:
+        fail(f"policy refused: {exc}", 1)
+    if org not in policy.organisations or doelbinding not in policy.purposes:
+        fail("unknown organisation or purpose")
+    grant = policy.grant(org, role, doelbinding)
+    sdl = visible_sdl(graphql_schema(), grant.allowed)
+    if not sdl:
+        fail("nothing in the schema is visible to this caller for this purpose", 1)
+    typer.echo(sdl)
+
+
+@documents_app.command("build")
+def documents_build(
+    directory: Annotated[Path, typer.Argument(help="Folder with partners' .graphql files.")],
+    output: Annotated[Path | None, typer.Option(help="Manifest file (default: stdout).")] = None,
+) -> None:
+    """Build the trusted-documents manifest ``{sha256: document}`` from ``.graphql`` files."""
+    from graphql import GraphQLError, parse
+
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory")
+    manifest: dict[str, str] = {}
+    for path in sorted(directory.rglob("*.graphql")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            parse(text)
+        except GraphQLError as exc:
+            fail(f"{path}: {exc.message}", 1)
+        manifest[hashlib.sha256(text.encode()).hexdigest()] = text
+    if not manifest:
+        fail(f"no .graphql files under {directory}", 1)
+    rendered = json.dumps(manifest, indent=2, sort_keys=True)
+    if output is None:
+        typer.echo(rendered)
+    else:
+        output.write_text(rendered + "\n", encoding="utf-8")
+        typer.echo(f"{len(manifest)} trusted documents written to {output}", err=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,52 @@
+"""The per-request state that resolvers see as ``info.context``.
+
+It holds the principal, the purpose and its grant, the plan (set by the planning extension once
+the document is validated), the fetcher, and the accesses to record. Resolvers only append to
+``accesses``; the service turns them into one audit batch after execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.audit.model import FieldDecision
+
+if TYPE_CHECKING:
+    from gateway.audit.store import AuditStore
+    from gateway.auth import Principal
+    from gateway.cache import RecordCache
+    from gateway.fetch import PersonFetcher, Registries
+    from gateway.plan import RequestPlan, RootPlan
+    from gateway.policy import Grant, Purpose
+
+
+@dataclass(slots=True)
+class Access:
+    """One person returned (or refused) by one root field."""
+
+    root: RootPlan
+    vnummer: str
+    decisions: tuple[FieldDecision, ...]
+
+
+@dataclass(slots=True)
+class RequestState:
+    principal: Principal
+    officer: str
+    purpose: Purpose
+    grant: Grant
+    processing_activity: str
+    started: datetime
+    registries: Registries
+    cache: RecordCache
+    audit_store: AuditStore
+    pseudonym: Callable[[str], str]
+    plan: RequestPlan | None = None
+    fetcher: PersonFetcher | None = None
+    accesses: list[Access] = field(default_factory=list)
+    request_decisions: list[FieldDecision] = field(default_factory=list)
+    subjects_reserved: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)

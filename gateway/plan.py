@@ -1,0 +1,405 @@
+"""The plan of one operation for one grant: what is asked, what is allowed, what is fetched.
+
+Computed once per (document, operation, grant, directive variables) and cached, so the per-field
+run-time cost of authorization is nil: resolvers read plain registry objects in which every
+refused field has already been replaced by its error. The plan also carries, per root field, the
+audit decisions that apply to each person it returns, so records are built from the plan and the
+returned subjects, never per field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    value_from_ast_untyped,
+)
+
+from gateway.audit.model import Decision, FieldDecision
+from gateway.domain import REGISTRY_OF_FIELD
+from gateway.errors import Code, GatewayError
+
+PERSON_TYPE = "Vreemdeling"
+#: Root fields that return persons, and the argument that names them.
+SubjectKind = Literal["one", "many", "search", "none"]
+PERSON_ROOTS: dict[str, tuple[SubjectKind, str | None]] = {
+    "vreemdeling": ("one", "vnummer"),
+    "vreemdelingen": ("many", "vnummers"),
+    "zoekVreemdelingen": ("search", None),
+}
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+
+
+class Grant(Protocol):
+    """What the plan needs of a policy grant: a decision per coordinate, with its reason."""
+
+    @property
+    def purpose_id(self) -> str: ...
+
+    def decide(self, coordinate: str) -> tuple[bool, str]:
+        """(allowed, the id of the rule or refusal reason that decided it)."""
+        ...
+
+
+@dataclass(slots=True)
+class Overlay:
+    """Refusal markers to lay over registry objects of one type, and the same for children."""
+
+    markers: dict[str, GatewayError] = field(default_factory=dict)
+    children: dict[str, Overlay] = field(default_factory=dict)
+
+    def apply(self, value: Any) -> Any:
+        """A copy of ``value`` (dict or list of dicts) with the markers laid over; never mutates."""
+        if value is None or isinstance(value, BaseException):
+            return value
+        if isinstance(value, list):
+            return [self.apply(item) for item in value]
+        result = {**value, **self.markers} if self.markers else dict(value)
+        for name, child in self.children.items():
+            if name not in self.markers:
+                result[name] = child.apply(result.get(name))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectSource:
+    """How a root field names its persons: a literal or a variable of one argument."""
+
+    kind: SubjectKind
+    argument: str | None = None
+    variable: str | None = None
+    literal: Any = None
+
+    def values(self, variables: Mapping[str, Any] | None) -> Any:
+        if self.variable is not None:
+            return (variables or {}).get(self.variable)
+        return self.literal
+
+
+@dataclass(frozen=True, slots=True)
+class RootPlan:
+    """One root field (by response key) of the operation."""
+
+    key: str
+    field_name: str
+    coordinate: str
+    refusal: GatewayError | None
+    refusal_reason: str
+    source: SubjectSource
+    #: Decisions recorded for each person this root field returns (registry failures aside).
+    decisions: tuple[FieldDecision, ...]
+    #: The decision recorded for a person outside the purpose's row scope.
+    out_of_scope: tuple[FieldDecision, ...]
+    #: Decisions recorded once, without a data subject (aggregates, admin searches, refusals).
+    request_decisions: tuple[FieldDecision, ...]
+    #: Refusals to lay over the objects of a root that returns no persons.
+    overlay: Overlay | None = None
+
+
+@dataclass(slots=True)
+class RequestPlan:
+    """The whole operation: root plans, fetch sets per registry, overlays, complexity."""
+
+    roots: dict[str, RootPlan]
+    fetch: dict[str, frozenset[str]]
+    overlay: Overlay
+    depth: int
+    aliases: int
+    fields: int
+    introspection: bool
+    _error_decisions: dict[tuple[str, frozenset[str]], tuple[FieldDecision, ...]] = field(
+        default_factory=dict
+    )
+
+    def decisions_with_failures(
+        self, root: RootPlan, failed: frozenset[str]
+    ) -> tuple[FieldDecision, ...]:
+        """The root's decisions when the registries in ``failed`` did not answer (cached)."""
+        if not failed:
+            return root.decisions
+        key = (root.key, failed)
+        cached = self._error_decisions.get(key)
+        if cached is None:
+            cached = tuple(
+                FieldDecision(
+                    d.coordinate, d.path, Decision.ERROR, Code.REGISTRY_UNAVAILABLE, d.registry
+                )
+                if d.registry in failed and d.decision is Decision.GIVEN
+                else d
+                for d in root.decisions
+            )
+            self._error_decisions[key] = cached
+        return cached
+
+
+class _Builder:
+    def __init__(
+        self,
+        document: DocumentNode,
+        coordinates: Mapping[str, str],
+        grant: Grant,
+        variables: Mapping[str, Any] | None,
+    ) -> None:
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.coordinates = coordinates
+        self.grant = grant
+        self.variables = variables or {}
+        self.fetch: dict[str, set[str]] = {}
+        self.overlay = Overlay()
+        self.aliases = 0
+        self.fields = 0
+        self.depth = 0
+        self.refusals: dict[str, GatewayError] = {}
+
+    def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
+        for directive in node.directives or ():
+            name = directive.name.value
+            if name not in ("skip", "include"):
+                continue
+            value: Any = None
+            for argument in directive.arguments or ():
+                if argument.name.value == "if":
+                    value = self.literal(argument.value)
+            if (name == "skip" and value is True) or (name == "include" and value is not True):
+                return False
+        return True
+
+    def literal(self, node: ValueNode) -> Any:
+        if isinstance(node, VariableNode):
+            return self.variables.get(node.name.value)
+        if isinstance(node, BooleanValueNode):
+            return node.value
+        return value_from_ast_untyped(node, dict(self.variables))
+
+    def collect(self, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+        """The field nodes of a selection set, fragments flattened, directives applied."""
+        found: list[FieldNode] = []
+        if selection_set is None:
+            return found
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                if self.included(selection):
+                    found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if self.included(selection):
+                    found.extend(self.collect(selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode) and self.included(selection):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    found.extend(self.collect(fragment.selection_set))
+        return found
+
+    def refusal(self, coordinate: str, reason: str) -> GatewayError:
+        error = self.refusals.get(coordinate)
+        if error is None:
+            error = GatewayError(
+                Code.FIELD_NOT_PERMITTED,
+                f"{coordinate} is not permitted for purpose {self.grant.purpose_id}.",
+                coordinate=coordinate,
+                doelbinding=self.grant.purpose_id,
+            )
+            self.refusals[coordinate] = error
+        return error
+
+    def walk(
+        self,
+        selection_set: SelectionSetNode | None,
+        type_name: str,
+        path: str,
+        fetch_path: str,
+        registry: str | None,
+        overlay: Overlay,
+        depth: int,
+        out: list[FieldDecision],
+    ) -> None:
+        self.depth = max(self.depth, depth)
+        for node in self.collect(selection_set):
+            name = node.name.value
+            self.fields += 1
+            if node.alias is not None:
+                self.aliases += 1
+            if name == "__typename":
+                continue
+            coordinate = f"{type_name}.{name}"
+            child_type = self.coordinates.get(coordinate)
+            if child_type is None:  # validation already refused unknown fields
+                continue
+            field_registry = registry
+            if type_name == PERSON_TYPE:
+                # The V-nummer is the key the caller gave: no registry hands it out.
+                field_registry = None if name == "vnummer" else REGISTRY_OF_FIELD.get(name)
+            child_path = f"{path}.{name}"
+            allowed, rule = self.grant.decide(coordinate)
+            if not allowed:
+                out.append(
+                    FieldDecision(
+                        coordinate,
+                        child_path,
+                        Decision.REFUSED,
+                        f"{Code.FIELD_NOT_PERMITTED}:{rule}",
+                        field_registry,
+                    )
+                )
+                overlay.markers[name] = self.refusal(coordinate, rule)
+                continue
+            out.append(FieldDecision(coordinate, child_path, Decision.GIVEN, rule, field_registry))
+            child_fetch = f"{fetch_path}.{name}" if fetch_path else name
+            if node.selection_set is None:
+                if field_registry is not None and child_fetch != "vnummer":
+                    self.fetch.setdefault(field_registry, set()).add(child_fetch)
+                continue
+            child_overlay = overlay.children.get(name) or Overlay()
+            self.walk(
+                node.selection_set,
+                child_type,
+                child_path,
+                child_fetch,
+                field_registry,
+                child_overlay,
+                depth + 1,
+                out,
+            )
+            if child_overlay.markers or child_overlay.children:
+                overlay.children[name] = child_overlay
+
+    def root(self, node: FieldNode, operation_type: str) -> RootPlan:
+        name = node.name.value
+        key = node.alias.value if node.alias else name
+        coordinate = f"{operation_type}.{name}"
+        kind, argument = PERSON_ROOTS.get(name, ("none", None))
+        source = SubjectSource(kind)
+        if argument is not None:
+            for arg in node.arguments or ():
+                if arg.name.value == argument:
+                    if isinstance(arg.value, VariableNode):
+                        source = SubjectSource(kind, argument, variable=arg.value.name.value)
+                    else:
+                        source = SubjectSource(
+                            kind, argument, literal=value_from_ast_untyped(arg.value)
+                        )
+        allowed, rule = self.grant.decide(coordinate)
+        if not allowed:
+            refused = FieldDecision(
+                coordinate, key, Decision.REFUSED, f"{Code.FIELD_NOT_PERMITTED}:{rule}", None
+            )
+            per_subject = (refused,) if kind != "none" else ()
+            return RootPlan(
+                key,
+                name,
+                coordinate,
+                self.refusal(coordinate, rule),
+                rule,
+                source,
+                per_subject,
+                per_subject,
+                () if kind != "none" else (refused,),
+            )
+        decisions: list[FieldDecision] = [
+            FieldDecision(coordinate, key, Decision.GIVEN, rule, None)
+        ]
+        result_type = self.coordinates[coordinate]
+        overlay = self.overlay if result_type == PERSON_TYPE else Overlay()
+        self.walk(node.selection_set, result_type, key, "", None, overlay, 1, decisions)
+        out_of_scope = (
+            FieldDecision(coordinate, key, Decision.REFUSED, Code.SUBJECT_OUT_OF_SCOPE, "BVV"),
+        )
+        if kind == "none":
+            return RootPlan(
+                key, name, coordinate, None, rule, source, (), (), tuple(decisions), overlay
+            )
+        return RootPlan(
+            key, name, coordinate, None, rule, source, tuple(decisions), out_of_scope, ()
+        )
+
+
+def select_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
+    """The operation to run (validation has made sure it exists and is unambiguous)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    for operation in operations:
+        if operation_name is None or (operation.name and operation.name.value == operation_name):
+            return operation
+    raise GatewayError(Code.BAD_USER_INPUT, f"Unknown operation {operation_name!r}.")
+
+
+def build_plan(
+    document: DocumentNode,
+    operation_name: str | None,
+    coordinates: Mapping[str, str],
+    grant: Grant,
+    variables: Mapping[str, Any] | None = None,
+) -> RequestPlan:
+    """Plan an operation for a grant. Pure: same inputs, same plan."""
+    operation = select_operation(document, operation_name)
+    builder = _Builder(document, coordinates, grant, variables)
+    operation_type = operation.operation.value.capitalize()
+    roots: dict[str, RootPlan] = {}
+    introspection = False
+    for node in builder.collect(operation.selection_set):
+        builder.fields += 1
+        if node.alias is not None:
+            builder.aliases += 1
+        if node.name.value == "__typename":
+            continue
+        if node.name.value in INTROSPECTION_ROOTS:
+            introspection = True
+            continue
+        plan = builder.root(node, operation_type)
+        key = plan.key
+        if key in roots:  # the same response key twice: graphql merges them; so do we
+            previous = roots[key]
+            plan = RootPlan(
+                key,
+                plan.field_name,
+                plan.coordinate,
+                plan.refusal or previous.refusal,
+                plan.refusal_reason,
+                plan.source,
+                tuple(dict.fromkeys(previous.decisions + plan.decisions)),
+                plan.out_of_scope,
+                tuple(dict.fromkeys(previous.request_decisions + plan.request_decisions)),
+            )
+        roots[key] = plan
+    return RequestPlan(
+        roots=roots,
+        fetch={registry: frozenset(paths) for registry, paths in builder.fetch.items()},
+        overlay=builder.overlay,
+        depth=builder.depth,
+        aliases=builder.aliases,
+        fields=builder.fields,
+        introspection=introspection,
+    )
+
+
+def directive_variables(document: DocumentNode) -> tuple[str, ...]:
+    """Names of variables used by ``@skip``/``@include``: they change the plan, so they key it."""
+    names: list[str] = []
+
+    def visit(selection_set: SelectionSetNode | None) -> None:
+        if selection_set is None:
+            return
+        for selection in selection_set.selections:
+            for directive in selection.directives or ():
+                if directive.name.value in ("skip", "include"):
+                    for argument in directive.arguments or ():
+                        if isinstance(argument.value, VariableNode):
+                            names.append(argument.value.name.value)
+            visit(getattr(selection, "selection_set", None))
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            visit(definition.selection_set)
+    return tuple(sorted(set(names)))

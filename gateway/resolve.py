@@ -1,0 +1,209 @@
+"""Root-field resolution: persons, searches, statistics and trail searches.
+
+Each function reads the request's plan (computed once per document and grant), fetches what it
+permits, lays the plan's refusals over the registry objects and notes every person it returns
+or refuses, for the audit batch. Nothing here runs per field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from strawberry.types import Info
+
+from gateway.audit.model import AuditQuery
+from gateway.context import Access, RequestState
+from gateway.errors import Code, GatewayError
+from gateway.fetch import PersonFetcher
+from gateway.plan import RootPlan
+from gateway.suppression import RawCell, suppress
+
+VNUMMER = re.compile(r"^\d{10}$")
+
+
+def check_vnummer(value: Any) -> str:
+    """A V-nummer is 10 digits; anything else is bad input, never a look-up."""
+    if not isinstance(value, str) or not VNUMMER.match(value):
+        raise GatewayError(
+            Code.BAD_USER_INPUT, "A V-nummer is exactly 10 digits.", argument="vnummer"
+        )
+    return value
+
+
+def _root(info: Info) -> tuple[RequestState, RootPlan]:
+    state: RequestState = info.context
+    assert state.plan is not None, "the planning extension runs before any resolver"
+    return state, state.plan.roots[str(info.path.key)]
+
+
+def _fetcher(state: RequestState) -> PersonFetcher:
+    if state.fetcher is None:
+        assert state.plan is not None
+        scope = state.purpose.rijbereik
+        state.fetcher = PersonFetcher(
+            state.registries,
+            state.cache,
+            state.plan.fetch,
+            None if scope is None else scope.as_condition(),
+            state.pseudonym,
+        )
+    return state.fetcher
+
+
+async def _persons(info: Info, vnummers: Sequence[str]) -> list[Any]:
+    state, root = _root(info)
+    if root.refusal is not None:
+        for vnummer in vnummers:
+            state.accesses.append(Access(root, vnummer, root.decisions))
+        raise root.refusal
+    outcomes = await _fetcher(state).persons(vnummers)
+    assert state.plan is not None
+    overlay = state.plan.overlay
+    results: list[Any] = []
+    for outcome in outcomes:
+        if outcome.out_of_scope:
+            state.accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
+            results.append(
+                GatewayError(
+                    Code.SUBJECT_OUT_OF_SCOPE,
+                    f"This person is outside the scope of purpose {state.purpose.id}.",
+                    doelbinding=state.purpose.id,
+                )
+            )
+        elif outcome.value is None:
+            if outcome.failed:  # the scope could not be checked: refuse, record the error
+                state.accesses.append(
+                    Access(
+                        root,
+                        outcome.vnummer,
+                        state.plan.decisions_with_failures(root, outcome.failed),
+                    )
+                )
+                results.append(
+                    GatewayError(
+                        Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
+                    )
+                )
+            else:
+                results.append(None)
+        else:
+            state.accesses.append(
+                Access(
+                    root, outcome.vnummer, state.plan.decisions_with_failures(root, outcome.failed)
+                )
+            )
+            results.append(overlay.apply(outcome.value))
+    return results
+
+
+async def one(info: Info, vnummer: str) -> Any:
+    result = (await _persons(info, [check_vnummer(vnummer)]))[0]
+    if isinstance(result, GatewayError):
+        raise result
+    return result
+
+
+async def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
+    checked = [check_vnummer(v) for v in vnummers]
+    return await _persons(info, checked)
+
+
+async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
+    state, root = _root(info)
+    if root.refusal is not None:
+        raise root.refusal
+    surname = surname.strip()
+    if not surname or len(surname) > 200:
+        raise GatewayError(Code.BAD_USER_INPUT, "geslachtsnaam must be 1-200 characters.")
+    found = await state.registries.bvv.search(
+        surname, birth_date, ("vnummer",), state.purpose.max_subjects
+    )
+    vnummers = [check_vnummer(record["vnummer"]) for record in found]
+    # Search results outside the scope are left out of the list (it has no room for an
+    # error per item) but recorded as refused.
+    return [
+        p
+        for p in await _persons(info, vnummers)
+        if not isinstance(p, GatewayError) and p is not None
+    ]
+
+
+async def statistics(info: Info, peildatum: str, grouping: Any) -> list[Any]:
+    state, root = _root(info)
+    state.request_decisions.extend(root.request_decisions)
+    if root.refusal is not None:
+        raise root.refusal
+    raw = await state.registries.coa.statistics(peildatum, grouping.value)
+    threshold = state.purpose.min_cell or 10
+    cells = suppress(
+        [RawCell(str(c["sleutel"]), int(c["aantal"]), c.get("bovenliggend")) for c in raw],
+        threshold,
+    )
+    overlay = root.overlay
+    return [
+        overlay.apply(item) if overlay is not None else item
+        for item in (
+            {"sleutel": c.key, "aantal": c.count, "onderdrukt": c.suppressed} for c in cells
+        )
+    ]
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise GatewayError(Code.BAD_USER_INPUT, f"{name} must be an ISO 8601 date-time.") from None
+
+
+async def audit_search(
+    info: Info,
+    vnummer: str | None,
+    officer: str | None,
+    organisation: str | None,
+    purpose: str | None,
+    since: str | None,
+    until: str | None,
+) -> list[Any]:
+    state, root = _root(info)
+    state.request_decisions.extend(root.request_decisions)
+    if root.refusal is not None:
+        raise root.refusal
+    query = AuditQuery(
+        subject=state.pseudonym(check_vnummer(vnummer)) if vnummer is not None else None,
+        officer=officer,
+        organisation=organisation,
+        purpose=purpose,
+        since=_when(since, "sinds"),
+        until=_when(until, "tot"),
+        limit=500,
+    )
+    records = await state.audit_store.search(query)
+    overlay = root.overlay
+    rows = [
+        {
+            "volgnummer": r.seq,
+            "tijdstip": r.start_time.isoformat(),
+            "traceId": r.trace_id,
+            "organisatie": r.organisation,
+            "oin": r.organisation_oin,
+            "medewerker": r.officer,
+            "rollen": list(r.roles),
+            "doelbinding": r.purpose,
+            "grondslag": r.legal_basis,
+            "verwerking": r.processing_activity_id,
+            "betrokkene": r.data_subject_id,
+            "coordinaat": r.coordinate,
+            "pad": r.path,
+            "besluit": r.decision.value,
+            "reden": r.reason,
+            "register": r.registry,
+            "beleidsversie": r.policy_version,
+        }
+        for r in records
+    ]
+    return [overlay.apply(row) for row in rows] if overlay is not None else rows

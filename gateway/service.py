@@ -1,0 +1,573 @@
+"""The gateway service: one request from headers to an answer, recorded before it is sent.
+
+Order of a request (DESIGN.md, One request): trace → authenticate → purpose → parse/validate
+(cached) → plan, limits, caps, quota (the planning extension) → fetch and resolve → commit the
+audit batch → answer. If the commit fails the answer is ``AUDIT_UNAVAILABLE`` and no data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from graphql import ExecutionResult, GraphQLError
+from graphql import execute as graphql_execute
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.trace import TracerProvider
+from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension, ValidationCache
+from strawberry.types import ExecutionContext
+
+from gateway.audit.model import (
+    AccessContext,
+    AuditBatch,
+    Decision,
+    FieldDecision,
+    SubjectAccess,
+)
+from gateway.audit.store import AuditStore
+from gateway.auth import Authenticator, Principal
+from gateway.cache import RecordCache
+from gateway.context import RequestState
+from gateway.domain import Date
+from gateway.errors import Code, GatewayError
+from gateway.fetch import Registries
+from gateway.introspection import filtered_schema
+from gateway.plan import RequestPlan, build_plan, directive_variables
+from gateway.policy import Grant, Policy
+from gateway.quota import QuotaStore
+from gateway.resolve import check_vnummer
+from gateway.schema import Query, schema_config, schema_coordinates
+
+log = logging.getLogger("ketenpoort.service")
+
+REQUEST_LEVEL = {
+    Code.UNAUTHENTICATED,
+    Code.PURPOSE_REQUIRED,
+    Code.PURPOSE_NOT_GRANTED,
+    Code.PURPOSE_SUSPENDED,
+    Code.PURPOSE_FORBIDDEN,
+    Code.TOO_MANY_SUBJECTS,
+    Code.QUOTA_EXCEEDED,
+    Code.QUOTA_UNAVAILABLE,
+    Code.QUERY_TOO_COMPLEX,
+    Code.PERSISTED_QUERY_NOT_FOUND,
+    Code.BAD_USER_INPUT,
+    Code.AUDIT_UNAVAILABLE,
+}
+_TOKEN_LIMIT = re.compile(r"more than \d+ tokens")
+
+
+class KetenpoortSchema(strawberry.Schema):
+    """Strawberry's schema, logging only what is unexpected (refusals are not errors of ours).
+
+    Messages are not logged: they could carry input values. Type and path are enough to find
+    the cause in the trace.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, GatewayError):
+                log.error(
+                    "internal error at %s: %s",
+                    error.path,
+                    type(original).__name__,
+                    exc_info=(type(original), original, original.__traceback__),
+                )
+
+
+def build_schema(
+    extra_extensions: list[type[SchemaExtension]] | None = None, *, max_tokens: int = 4000
+) -> KetenpoortSchema:
+    """The gateway's schema with parse and validation caches (and the given extensions)."""
+    return KetenpoortSchema(
+        query=Query,
+        # Factories, not instances: strawberry builds fresh extensions per request; the caches
+        # themselves live at module level in strawberry, keyed by the query text.
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            *(extra_extensions or []),
+        ],
+        config=schema_config(),
+    )
+
+
+class PlanningExtension(SchemaExtension):
+    """After validation, before execution: plan (cached), limits, caps, quota.
+
+    A refusal here raises, so nothing is fetched; the refusal is noted for the trail.
+    """
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        state: RequestState = context.context
+        service: Gateway = state.extra["service"]
+        assert context.graphql_document is not None
+        try:
+            await service.prepare(state, context)
+        except GatewayError as error:
+            state.request_decisions.append(
+                FieldDecision("Query", "", Decision.REFUSED, error.code.value, None)
+            )
+            raise
+        yield
+
+
+@dataclass(slots=True)
+class Answer:
+    """An HTTP answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_answer(error: GatewayError) -> Answer:
+    headers = {}
+    if "retryAfter" in error.extensions:
+        headers["retry-after"] = str(error.extensions["retryAfter"])
+    return Answer(
+        error.http_status,
+        {"data": None, "errors": [{"message": error.message, "extensions": error.extensions}]},
+        headers,
+    )
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """A GraphQL error as sent: stable code always; internal errors masked."""
+    original = error.original_error
+    formatted: dict[str, Any]
+    if original is None or isinstance(original, GatewayError) or "code" in (error.extensions or {}):
+        formatted = error.formatted  # type: ignore[assignment]
+        extensions = dict(formatted.get("extensions") or {})
+        if "code" not in extensions:
+            too_complex = _TOKEN_LIMIT.search(error.message) is not None
+            extensions["code"] = (
+                Code.QUERY_TOO_COMPLEX if too_complex else Code.BAD_USER_INPUT
+            ).value
+        formatted = {**formatted, "extensions": extensions}
+        return formatted
+    formatted = {"message": "Internal error.", "extensions": {"code": Code.INTERNAL_ERROR.value}}
+    if error.path is not None:
+        formatted["path"] = error.path
+    return formatted
+
+
+class Gateway:
+    """Everything a request needs, built once at start (see :mod:`gateway.app`)."""
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        registries: Registries,
+        cache: RecordCache,
+        audit_store: AuditStore,
+        quota_store: QuotaStore,
+        tracer_provider: TracerProvider,
+        pseudonym: Any,
+        authenticator: Authenticator,
+        limits: Any,
+        trusted_documents: Mapping[str, str] | None = None,
+        development: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.registries = registries
+        self.cache = cache
+        self.audit_store = audit_store
+        self.quota_store = quota_store
+        self.tracer_provider = tracer_provider
+        self.tracer = tracer_provider.get_tracer("ketenpoort")
+        self.pseudonym = pseudonym
+        self.authenticator = authenticator
+        self.limits = limits
+        self.trusted_documents = trusted_documents
+        self.development = development
+        self.schema = build_schema([PlanningExtension], max_tokens=limits.max_tokens)
+        self.coordinates = schema_coordinates(self.schema._schema)
+        self._plans: dict[tuple[Any, ...], RequestPlan] = {}
+        self._directive_vars: dict[str, tuple[str, ...]] = {}
+        self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
+        self._joined: dict[int, tuple[tuple[FieldDecision, ...], str, str]] = {}
+
+    # ---- purpose ---------------------------------------------------------------------------
+
+    def admit(self, principal: Principal, headers: Mapping[str, str]) -> tuple[Grant, str, str]:
+        """Check the declared purpose; return (grant, processing activity URI, officer)."""
+        purpose_id = headers.get("x-doelbinding", "").strip()
+        activity = headers.get("x-verwerking", "").strip()
+        if not purpose_id or not activity:
+            raise GatewayError(
+                Code.PURPOSE_REQUIRED,
+                "Declare the purpose (X-Doelbinding) and processing activity (X-Verwerking).",
+            )
+        officer = headers.get("x-gebruiker", "").strip() or principal.subject
+        organisation = self.policy.organisation_by_oin(principal.oin)
+        purpose = self.policy.purposes.get(purpose_id)
+        if organisation is None or organisation.id != principal.organisation or purpose is None:
+            raise GatewayError(
+                Code.PURPOSE_NOT_GRANTED,
+                f"Purpose {purpose_id} is not granted.",
+                doelbinding=purpose_id,
+            )
+        if purpose.status == "verboden":
+            raise GatewayError(
+                Code.PURPOSE_FORBIDDEN,
+                f"Purpose {purpose_id} is forbidden: {purpose.status_reason}",
+                doelbinding=purpose_id,
+                reden=purpose.status_reason,
+            )
+        if purpose.status == "opgeschort":
+            raise GatewayError(
+                Code.PURPOSE_SUSPENDED,
+                f"Purpose {purpose_id} is suspended: {purpose.status_reason}",
+                doelbinding=purpose_id,
+                reden=purpose.status_reason,
+            )
+        granted = purpose_id in principal.purposes and purpose_id in self.policy.purposes_for(
+            organisation.id, principal.roles
+        )
+        if not granted or activity not in purpose.processing_activities:
+            raise GatewayError(
+                Code.PURPOSE_NOT_GRANTED,
+                f"Purpose {purpose_id} is not granted.",
+                doelbinding=purpose_id,
+            )
+        grant = self.policy.grant(organisation.id, principal.roles, purpose_id)
+        return grant, self.policy.processing_activity_uri(activity), officer
+
+    # ---- planning (called by PlanningExtension) --------------------------------------------
+
+    def plan_for(self, state: RequestState, context: ExecutionContext) -> RequestPlan:
+        document = context.graphql_document
+        assert document is not None
+        query = context.query or ""
+        names = self._directive_vars.get(query)
+        if names is None:
+            names = directive_variables(document)
+            if len(self._directive_vars) > 4096:
+                self._directive_vars.clear()
+            self._directive_vars[query] = names
+        variables = context.variables or {}
+        key = (
+            query,
+            context.operation_name,
+            state.grant.organisation,
+            state.grant.roles,
+            state.grant.purpose.id,
+            tuple(repr(variables.get(n)) for n in names),
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = build_plan(
+                document, context.operation_name, self.coordinates, state.grant, variables
+            )
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    async def prepare(self, state: RequestState, context: ExecutionContext) -> None:
+        plan = self.plan_for(state, context)
+        limits = self.limits
+        if (
+            plan.depth > limits.max_depth
+            or plan.aliases > limits.max_aliases
+            or plan.fields > limits.max_fields
+        ):
+            raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too complex.")
+        if plan.introspection:
+            if plan.roots:
+                raise GatewayError(
+                    Code.BAD_USER_INPUT, "Ask introspection in an operation of its own."
+                )
+            context.result = self.introspect(state, context)
+            return
+        subjects: set[str] = set()
+        count = 0
+        for root in plan.roots.values():
+            values = root.source.values(context.variables)
+            if root.source.kind == "one":
+                subjects.add(check_vnummer(values))
+                count += 1
+            elif root.source.kind == "many":
+                if not isinstance(values, list):
+                    raise GatewayError(Code.BAD_USER_INPUT, "vnummers must be a list.")
+                count += len(values)
+                if count > state.purpose.max_subjects:
+                    break
+                subjects.update(check_vnummer(v) for v in values)
+            elif root.source.kind == "search":
+                count += 1
+        if plan.fields * max(count, 1) > limits.max_cost:
+            raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too costly.")
+        if count > state.purpose.max_subjects:
+            raise GatewayError(
+                Code.TOO_MANY_SUBJECTS,
+                f"At most {state.purpose.max_subjects} persons per request for {state.purpose.id}.",
+                maximum=state.purpose.max_subjects,
+            )
+        persons = len(subjects) + sum(1 for r in plan.roots.values() if r.source.kind == "search")
+        if persons and state.purpose.quota_per_day:
+            decision = await self.quota_store.reserve(
+                state.officer, state.purpose.id, persons, state.purpose.quota_per_day
+            )
+            if not decision.granted:
+                raise GatewayError(
+                    Code.QUOTA_EXCEEDED,
+                    f"Daily quota of {decision.limit} persons for {state.purpose.id} reached.",
+                    retryAfter=decision.retry_after,
+                )
+        state.plan = plan
+
+    def introspect(self, state: RequestState, context: ExecutionContext) -> ExecutionResult:
+        grant = state.grant
+        key = (grant.organisation, grant.roles, grant.purpose.id)
+        if key not in self._filtered:
+            self._filtered[key] = filtered_schema(self.schema._schema, grant.allowed)
+        schema = self._filtered[key]
+        if schema is None:
+            return ExecutionResult(
+                data=None, errors=[GraphQLError("Nothing in this schema is visible to you.")]
+            )
+        assert context.graphql_document is not None
+        result = graphql_execute(
+            schema,
+            context.graphql_document,
+            variable_values=context.variables,
+            operation_name=context.operation_name,
+        )
+        assert isinstance(result, ExecutionResult)
+        return result
+
+    # ---- one request -----------------------------------------------------------------------
+
+    def _context(
+        self,
+        principal: Principal | None,
+        officer: str,
+        purpose: str | None,
+        grant: Grant | None,
+        activity: str | None,
+        span: trace.Span,
+        parent: trace.SpanContext | None,
+        started: datetime,
+    ) -> AccessContext:
+        sc = span.get_span_context()
+        organisation = self.policy.organisation_by_oin(principal.oin) if principal else None
+        legal_basis = grant.purpose.grondslag if grant is not None else None
+        if grant is None and purpose is not None and purpose in self.policy.purposes:
+            legal_basis = self.policy.purposes[purpose].grondslag
+        return AccessContext(
+            trace_id=format(sc.trace_id, "032x"),
+            span_id=format(sc.span_id, "016x"),
+            parent_span_id=format(parent.span_id, "016x")
+            if parent is not None and parent.is_valid
+            else None,
+            start_time=started,
+            organisation_oin=principal.oin if principal else "",
+            organisation=organisation.id
+            if organisation
+            else (principal.organisation if principal else ""),
+            officer=officer,
+            roles=principal.roles if principal else (),
+            purpose=purpose,
+            legal_basis=legal_basis,
+            processing_activity=activity,
+            policy_version=self.policy.version,
+        )
+
+    async def handle(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Answer:
+        """Authenticate, then :meth:`execute`. ``headers`` have lower-case names."""
+        parent_ctx: Context = extract(headers)
+        started = datetime.now(UTC)
+        with self.tracer.start_as_current_span(
+            "POST /graphql", context=parent_ctx, kind=trace.SpanKind.SERVER
+        ) as span:
+            try:
+                principal = self.authenticator.authenticate(headers.get("authorization"))
+            except GatewayError as error:
+                span.set_attribute("ketenpoort.code", error.code.value)
+                return error_answer(error)
+            parent = trace.get_current_span(parent_ctx).get_span_context()
+            purpose_id = headers.get("x-doelbinding") or None
+            officer = headers.get("x-gebruiker", "").strip() or principal.subject
+            try:
+                grant, activity, officer = self.admit(principal, headers)
+            except GatewayError as error:
+                span.set_attribute("ketenpoort.code", error.code.value)
+                context = self._context(
+                    principal, officer, purpose_id, None, None, span, parent, started
+                )
+                return await self._record_refusal(context, error)
+            return await self.execute(
+                principal, officer, grant, activity, payload, span, parent, started
+            )
+
+    async def _record_refusal(self, context: AccessContext, error: GatewayError) -> Answer:
+        batch = AuditBatch(
+            context,
+            datetime.now(UTC),
+            request_decisions=[
+                FieldDecision("Query", "", Decision.REFUSED, error.code.value, None)
+            ],
+        )
+        try:
+            await self.audit_store.commit(batch)
+        except GatewayError as audit_error:
+            return error_answer(audit_error)
+        return error_answer(error)
+
+    async def execute(
+        self,
+        principal: Principal,
+        officer: str,
+        grant: Grant,
+        activity: str,
+        payload: Mapping[str, Any],
+        span: trace.Span,
+        parent: trace.SpanContext | None,
+        started: datetime,
+    ) -> Answer:
+        """Run one admitted request and commit its audit batch before answering."""
+        state = RequestState(
+            principal=principal,
+            officer=officer,
+            purpose=grant.purpose,
+            grant=grant,
+            processing_activity=activity,
+            started=started,
+            registries=self.registries,
+            cache=self.cache,
+            audit_store=self.audit_store,
+            pseudonym=self.pseudonym,
+        )
+        state.extra["service"] = self
+        context = self._context(
+            principal, officer, grant.purpose.id, grant, activity, span, parent, started
+        )
+        try:
+            query, variables, operation_name = self._document(payload)
+        except GatewayError as error:
+            return await self._record_refusal(context, error)
+        result = await self.schema.execute(
+            query, variable_values=variables, context_value=state, operation_name=operation_name
+        )
+        errors = [format_error(e) for e in result.errors or ()]
+        body: dict[str, Any] = {"data": result.data}
+        if errors:
+            body["errors"] = errors
+        status = 200
+        if result.data is None and errors:
+            code = errors[0]["extensions"].get("code")
+            if code in REQUEST_LEVEL:
+                status = GatewayError(Code(code), "").http_status
+            if not state.request_decisions:
+                state.request_decisions.append(
+                    FieldDecision("Query", "", Decision.REFUSED, str(code), None)
+                )
+        batch = AuditBatch(
+            context,
+            datetime.now(UTC),
+            [SubjectAccess(self.pseudonym(a.vnummer), a.decisions) for a in state.accesses],
+            state.request_decisions,
+        )
+        if batch.subjects or batch.request_decisions:
+            try:
+                await self.audit_store.commit(batch)
+            except GatewayError as audit_error:
+                span.set_attribute("ketenpoort.code", audit_error.code.value)
+                return error_answer(audit_error)
+        self._subject_spans(batch, span)
+        answer = Answer(status, body)
+        if status == 429:
+            retry = errors[0]["extensions"].get("retryAfter")
+            if retry is not None:
+                answer.headers["retry-after"] = str(retry)
+        return answer
+
+    def _document(
+        self, payload: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any] | None, str | None]:
+        query = payload.get("query")
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        extensions = payload.get("extensions")
+        if self.trusted_documents is not None:
+            digest = None
+            if isinstance(extensions, dict):
+                persisted = extensions.get("persistedQuery")
+                if isinstance(persisted, dict):
+                    digest = persisted.get("sha256Hash")
+            if digest is None and isinstance(query, str):
+                import hashlib
+
+                digest = hashlib.sha256(query.encode()).hexdigest()
+            trusted = self.trusted_documents.get(digest) if isinstance(digest, str) else None
+            if trusted is None:
+                raise GatewayError(
+                    Code.PERSISTED_QUERY_NOT_FOUND, "Only trusted documents are executed here."
+                )
+            query = trusted
+        if not isinstance(query, str) or not query.strip():
+            raise GatewayError(Code.BAD_USER_INPUT, "A request needs a query string.")
+        if variables is not None and not isinstance(variables, dict):
+            raise GatewayError(Code.BAD_USER_INPUT, "variables must be an object.")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise GatewayError(Code.BAD_USER_INPUT, "operationName must be a string.")
+        return query, variables, operation_name
+
+    def _subject_spans(self, batch: AuditBatch, request_span: trace.Span) -> None:
+        """One span per data subject with the LDV attributes and the coordinates decided."""
+        if not batch.subjects:
+            return
+        parent = trace.set_span_in_context(request_span)
+        start = int(batch.context.start_time.timestamp() * 1e9)
+        end = int(batch.end_time.timestamp() * 1e9)
+        activity = batch.context.processing_activity or ""
+        for subject in batch.subjects:
+            given, refused = self._joined_decisions(subject.decisions)
+            span = self.tracer.start_span(
+                "betrokkene",
+                context=parent,
+                start_time=start,
+                attributes={
+                    "dpl.core.processing_activity_id": activity,
+                    "dpl.core.data_subject_id": subject.subject,
+                    "dpl.core.data_subject_id_type": "vnummer",
+                    "ketenpoort.given": given,
+                    "ketenpoort.refused": refused,
+                },
+            )
+            span.end(end_time=end)
+
+    def _joined_decisions(self, decisions: tuple[FieldDecision, ...]) -> tuple[str, str]:
+        cached = self._joined.get(id(decisions))
+        if cached is not None and cached[0] is decisions:
+            return cached[1], cached[2]
+        given = ",".join(d.coordinate for d in decisions if d.decision is Decision.GIVEN)
+        refused = ",".join(
+            f"{d.coordinate}:{d.reason}" for d in decisions if d.decision is not Decision.GIVEN
+        )
+        if len(self._joined) > 4096:
+            self._joined.clear()
+        self._joined[id(decisions)] = (decisions, given, refused)
+        return given, refused
+
+
+__all__ = ["Answer", "Date", "Gateway", "build_schema", "format_error"]
