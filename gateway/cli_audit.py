@@ -386,6 +386,52 @@ def purge(
     typer.echo(f"purged {deleted} record(s) older than {age}; the purge itself is recorded")
 
 
+@app.command()
+def anomalies(
+    since: Annotated[
+        str, typer.Option("--since", help="Window start (ISO 8601 or an age like 7d).")
+    ] = "7d",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000_000, help="Most records read.")
+    ] = 1_000_000,
+    as_json: JsonOpt = False,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Signals of bulk extraction in the window: unusual breadth, repeated cap refusals."""
+    from gateway.anomalies import find_anomalies, render_anomalies
+
+    started = dt.datetime.now(dt.UTC)
+    try:
+        url, _ = _resolve(store, state)
+        me = _officer(actor)
+        query = AuditQuery(since=parse_time(since, started), limit=limit)
+    except BadInputError as exc:
+        _fail(str(exc), 2)
+
+    async def action(s: AuditStore) -> list[AuditRecord]:
+        found = await s.search(query)
+        await _record_use(
+            s, officer=me, coordinate="Audit.anomalies", subject=None, started=started
+        )
+        return found
+
+    records = _run(url, action)
+    if len(records) >= limit:
+        typer.echo(
+            f"warning: read the oldest {limit} records of the window only; raise --limit or "
+            "narrow --since",
+            err=True,
+        )
+    found = find_anomalies(records)
+    if as_json:
+        rows = [{**dataclasses.asdict(a), "day": a.day.isoformat()} for a in found]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(render_anomalies(found), nl=False)
+
+
 def main() -> None:  # pragma: no cover - for `python -m gateway.cli_audit`
     """Run the audit CLI on its own."""
     app(prog_name="ketenpoort audit")

@@ -72,7 +72,9 @@ class PersonFetcher:
         self._bvv_digest = field_set_digest(fetch.get("BVV", ()), scope_text)
         self._coa_digest = field_set_digest(fetch.get("COA", ()))
         self._ind_digest = field_set_digest(fetch.get("IND", ()))
-        self._bvv = DataLoader(self._load_bvv) if ("BVV" in fetch or scope) else None
+        # Without any registry field (only `vnummer` asked) the BVV still says whether the person
+        # exists; otherwise a known person would be answered as unknown (null).
+        self._bvv = DataLoader(self._load_bvv) if ("BVV" in fetch or scope or not fetch) else None
         self._coa = DataLoader(self._load_coa) if "COA" in fetch else None
         self._ind = DataLoader(self._load_ind) if "IND" in fetch else None
         #: Top-level fields per registry: these become errors when that registry fails.

@@ -10,7 +10,7 @@ returned subjects, never per field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from graphql import (
@@ -81,10 +81,15 @@ class SubjectSource:
     argument: str | None = None
     variable: str | None = None
     literal: Any = None
+    #: A literal that may hold variables (``[$v, "0123456789"]``): evaluated per request, since
+    #: the plan is shared by requests with other variable values.
+    node: ValueNode | None = None
 
     def values(self, variables: Mapping[str, Any] | None) -> Any:
         if self.variable is not None:
             return (variables or {}).get(self.variable)
+        if self.node is not None:
+            return value_from_ast_untyped(self.node, dict(variables or {}))
         return self.literal
 
 
@@ -102,6 +107,8 @@ class RootPlan:
     decisions: tuple[FieldDecision, ...]
     #: The decision recorded for a person outside the purpose's row scope.
     out_of_scope: tuple[FieldDecision, ...]
+    #: The decision recorded for a V-nummer no registry knows: its absence was disclosed.
+    not_found: tuple[FieldDecision, ...]
     #: Decisions recorded once, without a data subject (aggregates, admin searches, refusals).
     request_decisions: tuple[FieldDecision, ...]
     #: Refusals to lay over the objects of a root that returns no persons.
@@ -288,9 +295,7 @@ class _Builder:
                     if isinstance(arg.value, VariableNode):
                         source = SubjectSource(kind, argument, variable=arg.value.name.value)
                     else:
-                        source = SubjectSource(
-                            kind, argument, literal=value_from_ast_untyped(arg.value)
-                        )
+                        source = SubjectSource(kind, argument, node=arg.value)
         allowed, rule = self.grant.decide(coordinate)
         if not allowed:
             refused = FieldDecision(
@@ -306,6 +311,7 @@ class _Builder:
                 source,
                 per_subject,
                 per_subject,
+                per_subject,
                 () if kind != "none" else (refused,),
             )
         decisions: list[FieldDecision] = [
@@ -314,16 +320,21 @@ class _Builder:
         result_type = self.coordinates[coordinate]
         overlay = self.overlay if result_type == PERSON_TYPE else Overlay()
         self.walk(node.selection_set, result_type, key, "", None, overlay, 1, decisions)
-        out_of_scope = (
-            FieldDecision(coordinate, key, Decision.REFUSED, Code.SUBJECT_OUT_OF_SCOPE, "BVV"),
-        )
         if kind == "none":
             return RootPlan(
-                key, name, coordinate, None, rule, source, (), (), tuple(decisions), overlay
-            )
+                key, name, coordinate, None, rule, source,
+                decisions=(), out_of_scope=(), not_found=(),
+                request_decisions=tuple(decisions), overlay=overlay,
+            )  # fmt: skip
         return RootPlan(
-            key, name, coordinate, None, rule, source, tuple(decisions), out_of_scope, ()
-        )
+            key, name, coordinate, None, rule, source,
+            decisions=tuple(decisions),
+            out_of_scope=(
+                FieldDecision(coordinate, key, Decision.REFUSED, Code.SUBJECT_OUT_OF_SCOPE, "BVV"),
+            ),
+            not_found=(FieldDecision(coordinate, key, Decision.GIVEN, "NOT_FOUND", None),),
+            request_decisions=(),
+        )  # fmt: skip
 
 
 def select_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -361,16 +372,13 @@ def build_plan(
         key = plan.key
         if key in roots:  # the same response key twice: graphql merges them; so do we
             previous = roots[key]
-            plan = RootPlan(
-                key,
-                plan.field_name,
-                plan.coordinate,
-                plan.refusal or previous.refusal,
-                plan.refusal_reason,
-                plan.source,
-                tuple(dict.fromkeys(previous.decisions + plan.decisions)),
-                plan.out_of_scope,
-                tuple(dict.fromkeys(previous.request_decisions + plan.request_decisions)),
+            plan = replace(
+                plan,
+                refusal=plan.refusal or previous.refusal,
+                decisions=tuple(dict.fromkeys(previous.decisions + plan.decisions)),
+                request_decisions=tuple(
+                    dict.fromkeys(previous.request_decisions + plan.request_decisions)
+                ),
             )
         roots[key] = plan
     return RequestPlan(

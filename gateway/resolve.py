@@ -14,7 +14,7 @@ from typing import Any
 
 from strawberry.types import Info
 
-from gateway.audit.model import AuditQuery
+from gateway.audit.model import AuditQuery, Decision, FieldDecision
 from gateway.context import Access, RequestState
 from gateway.errors import Code, GatewayError
 from gateway.fetch import PersonFetcher
@@ -75,11 +75,24 @@ async def _persons(info: Info, vnummers: Sequence[str]) -> list[Any]:
             )
         elif outcome.value is None:
             if outcome.failed:  # the scope could not be checked: refuse, record the error
+                # Nothing of this person is released (no other registry was even asked), so
+                # no decision may stay "given", not even the root field or the V-nummer.
                 state.accesses.append(
                     Access(
                         root,
                         outcome.vnummer,
-                        state.plan.decisions_with_failures(root, outcome.failed),
+                        tuple(
+                            FieldDecision(
+                                d.coordinate,
+                                d.path,
+                                Decision.ERROR,
+                                Code.REGISTRY_UNAVAILABLE,
+                                d.registry,
+                            )
+                            if d.decision is Decision.GIVEN
+                            else d
+                            for d in root.decisions
+                        ),
                     )
                 )
                 results.append(
@@ -87,7 +100,8 @@ async def _persons(info: Info, vnummers: Sequence[str]) -> list[Any]:
                         Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
                     )
                 )
-            else:
+            else:  # unknown: that it is unknown was disclosed, so it is recorded
+                state.accesses.append(Access(root, outcome.vnummer, root.not_found))
                 results.append(None)
         else:
             state.accesses.append(
@@ -170,10 +184,10 @@ async def audit_search(
     until: str | None,
 ) -> list[Any]:
     state, root = _root(info)
-    state.request_decisions.extend(root.request_decisions)
     if root.refusal is not None:
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal
-    query = AuditQuery(
+    query = AuditQuery(  # input checked first: a bad search gives nothing, so records no "given"
         subject=state.pseudonym(check_vnummer(vnummer)) if vnummer is not None else None,
         officer=officer,
         organisation=organisation,
@@ -182,6 +196,10 @@ async def audit_search(
         until=_when(until, "tot"),
         limit=500,
     )
+    if vnummer is not None:  # a search about a person is recorded about that person
+        state.accesses.append(Access(root, vnummer, root.request_decisions))
+    else:
+        state.request_decisions.extend(root.request_decisions)
     records = await state.audit_store.search(query)
     overlay = root.overlay
     rows = [

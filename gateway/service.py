@@ -301,6 +301,8 @@ class Gateway:
         subjects: set[str] = set()
         count = 0
         for root in plan.roots.values():
+            if root.refusal is not None:  # a refused root looks nobody up: no cap, no quota
+                continue
             values = root.source.values(context.variables)
             if root.source.kind == "one":
                 subjects.add(check_vnummer(values))
@@ -322,7 +324,15 @@ class Gateway:
                 f"At most {state.purpose.max_subjects} persons per request for {state.purpose.id}.",
                 maximum=state.purpose.max_subjects,
             )
-        persons = len(subjects) + sum(1 for r in plan.roots.values() if r.source.kind == "search")
+        persons = len(subjects) + sum(
+            1 for r in plan.roots.values() if r.source.kind == "search" and r.refusal is None
+        )
+        if state.purpose.aggregates_only:  # its quota counts statistic queries (policy: ANALYSE)
+            persons += sum(
+                1
+                for r in plan.roots.values()
+                if r.field_name == "opvangstatistiek" and r.refusal is None
+            )
         if persons and state.purpose.quota_per_day:
             decision = await self.quota_store.reserve(
                 state.officer, state.purpose.id, persons, state.purpose.quota_per_day
