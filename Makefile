@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/ketenpoort serve
 
+# Two gateway processes (127.0.0.1:8001, :8002) sharing the local Redis and PostgreSQL.
+serve-scaled: install
+	$(BIN)/python scripts/serve_scaled.py
+
 test: install
 	$(BIN)/python -m pytest
 

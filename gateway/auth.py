@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any
 import jwt
 
 from gateway.errors import Code, GatewayError
+from gateway.keyfile import load_or_create
 
 log = logging.getLogger("ketenpoort.auth")
 
@@ -48,18 +47,7 @@ def unauthenticated() -> GatewayError:
 
 def load_or_create_dev_key(state_dir: Path) -> bytes:
     """The development signing key (HS256), shared by ``serve`` and ``token`` via the state dir."""
-    path = state_dir / DEV_KEY_FILE
-    if path.exists():
-        return path.read_bytes()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race; use its key
-        return path.read_bytes()
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    return key
+    return load_or_create(state_dir / DEV_KEY_FILE)
 
 
 class Authenticator:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
+
+from gateway.keyfile import load_or_create
 
 KEY_FILE = "pseudonym.key"
 
@@ -41,16 +41,5 @@ class Pseudonymizer:
 
 
 def load_or_create_key(state_dir: Path) -> bytes:
-    """Read the pseudonym key from the state directory, creating it (0600) on first use."""
-    path = state_dir / KEY_FILE
-    if path.exists():
-        return path.read_bytes()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process of the same state directory won the race
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    return key
+    """The pseudonym key of the state directory, created (0600) on first use."""
+    return load_or_create(state_dir / KEY_FILE)

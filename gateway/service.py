@@ -334,8 +334,10 @@ class Gateway:
                 if r.field_name == "opvangstatistiek" and r.refusal is None
             )
         if persons and state.purpose.quota_per_day:
+            # Keyed by the token's subject, not X-Gebruiker: a header the caller chooses must not
+            # open a fresh quota. An application token serving many officers shares one quota.
             decision = await self.quota_store.reserve(
-                state.officer, state.purpose.id, persons, state.purpose.quota_per_day
+                state.principal.subject, state.purpose.id, persons, state.purpose.quota_per_day
             )
             if not decision.granted:
                 raise GatewayError(
