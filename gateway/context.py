@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.audit.model import FieldDecision
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.fetch import PersonFetcher, Registries
     from gateway.plan import RequestPlan, RootPlan
     from gateway.policy import Grant, Purpose
+    from gateway.service import Gateway
 
 
 @dataclass(slots=True)
@@ -49,4 +50,5 @@ class RequestState:
     accesses: list[Access] = field(default_factory=list)
     request_decisions: list[FieldDecision] = field(default_factory=list)
     subjects_reserved: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The service running this request (the planning extension calls back into it).
+    service: Gateway | None = None

@@ -113,7 +113,8 @@ class PlanningExtension(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         state: RequestState = context.context
-        service: Gateway = state.extra["service"]
+        service = state.service
+        assert service is not None
         assert context.graphql_document is not None
         try:
             await service.prepare(state, context)
@@ -469,7 +470,7 @@ class Gateway:
             audit_store=self.audit_store,
             pseudonym=self.pseudonym,
         )
-        state.extra["service"] = self
+        state.service = self
         context = self._context(
             principal, officer, grant.purpose.id, grant, activity, span, parent, started
         )
