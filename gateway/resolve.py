@@ -19,7 +19,7 @@ from gateway.context import Access, RequestState
 from gateway.errors import Code, GatewayError
 from gateway.fetch import PersonFetcher
 from gateway.plan import RootPlan
-from gateway.suppression import RawCell, suppress
+from gateway.suppression import Cell, RawCell, suppress, suppress_hierarchy
 
 VNUMMER = re.compile(r"^\d{10}$")
 
@@ -146,16 +146,24 @@ async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
 
 
 async def statistics(info: Info, peildatum: str, grouping: Any) -> list[Any]:
+    """Suppressed reception counts. LOCATIE and GEMEENTE are two views of one hierarchy that a
+    reader combines, so both are published from one joint pattern computed over the COA's
+    location cells (with their municipalities); the other groupings are one-level tables."""
     state, root = _root(info)
-    state.request_decisions.extend(root.request_decisions)
     if root.refusal is not None:
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal
-    raw = await state.registries.coa.statistics(peildatum, grouping.value)
-    threshold = state.purpose.min_cell or 10
-    cells = suppress(
-        [RawCell(str(c["sleutel"]), int(c["aantal"]), c.get("bovenliggend")) for c in raw],
-        threshold,
-    )
+    try:
+        cells = await _suppressed_cells(state, peildatum, grouping.value)
+    except GatewayError as error:  # recorded as what it was: nothing given
+        state.request_decisions.extend(
+            FieldDecision(d.coordinate, d.path, Decision.ERROR, error.code.value, "COA")
+            if d.decision is Decision.GIVEN
+            else d
+            for d in root.request_decisions
+        )
+        raise
+    state.request_decisions.extend(root.request_decisions)
     overlay = root.overlay
     return [
         overlay.apply(item) if overlay is not None else item
@@ -163,6 +171,29 @@ async def statistics(info: Info, peildatum: str, grouping: Any) -> list[Any]:
             {"sleutel": c.key, "aantal": c.count, "onderdrukt": c.suppressed} for c in cells
         )
     ]
+
+
+async def _suppressed_cells(state: RequestState, peildatum: str, grouping: str) -> list[Cell]:
+    threshold = state.purpose.min_cell or 10
+    cells: list[Cell]
+    if grouping in ("LOCATIE", "GEMEENTE"):
+        raw = await state.registries.coa.statistics(peildatum, "LOCATIE")
+        if not all(isinstance(c.get("bovenliggend"), str) for c in raw):
+            raise GatewayError(
+                Code.REGISTRY_UNAVAILABLE, "Registry COA is unavailable.", registry="COA"
+            )
+        pattern = suppress_hierarchy(
+            [RawCell(str(c["sleutel"]), int(c["aantal"]), str(c["bovenliggend"])) for c in raw],
+            threshold,
+        )
+        cells = pattern.leaves if grouping == "LOCATIE" else pattern.parents
+    else:
+        raw = await state.registries.coa.statistics(peildatum, grouping)
+        cells = suppress(
+            [RawCell(str(c["sleutel"]), int(c["aantal"]), c.get("bovenliggend")) for c in raw],
+            threshold,
+        )
+    return cells
 
 
 def _when(value: str | None, name: str) -> datetime | None:
