@@ -232,8 +232,10 @@ class _Builder:
         overlay: Overlay,
         depth: int,
         out: list[FieldDecision],
-    ) -> None:
+    ) -> int:
+        """Walk one selection set; return how many registry leaves it asks for."""
         self.depth = max(self.depth, depth)
+        leaves = 0
         for node in self.collect(selection_set):
             name = node.name.value
             self.fields += 1
@@ -268,9 +270,10 @@ class _Builder:
             if node.selection_set is None:
                 if field_registry is not None and child_fetch != "vnummer":
                     self.fetch.setdefault(field_registry, set()).add(child_fetch)
+                    leaves += 1
                 continue
             child_overlay = overlay.children.get(name) or Overlay()
-            self.walk(
+            below = self.walk(
                 node.selection_set,
                 child_type,
                 child_path,
@@ -280,8 +283,15 @@ class _Builder:
                 depth + 1,
                 out,
             )
+            if below == 0 and field_registry is not None:
+                # An object asked for, but none of its fields (only __typename, skipped or
+                # refused ones): ask the registry whether it is there, and nothing more.
+                self.fetch.setdefault(field_registry, set()).add(f"{child_fetch}.__typename")
+                below = 1
+            leaves += below
             if child_overlay.markers or child_overlay.children:
                 overlay.children[name] = child_overlay
+        return leaves
 
     def root(self, node: FieldNode, operation_type: str) -> RootPlan:
         name = node.name.value

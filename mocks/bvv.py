@@ -57,8 +57,14 @@ VELDEN: Final[dict[str, frozenset[str] | None]] = {
     "seksueleGerichtheid": None,
     "strafrechtelijkeGegevens": frozenset({"parketnummer", "feit", "datum", "afdoening"}),
 }
+#: ``<object>.__typename`` asks only whether the object is there (an empty object, or a list of
+#: empty objects): the gateway asks it when a caller selects an object but none of its fields.
 VELDPADEN: Final = frozenset(
-    [*VELDEN, *(f"{top}.{sub}" for top, subs in VELDEN.items() for sub in subs or ())]
+    [
+        *VELDEN,
+        *(f"{top}.{sub}" for top, subs in VELDEN.items() for sub in subs or ()),
+        *(f"{top}.__typename" for top, subs in VELDEN.items() if subs),
+    ]
 )
 _VNUMMER: Final = re.compile(r"[0-9]{10}")
 _DATUM: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -182,7 +182,9 @@ async def test_analist_cannot_search_the_trail(world: World) -> None:
     assert answer.body["errors"][0]["extensions"]["code"] == "PURPOSE_NOT_GRANTED"
     (record,) = await records(running, trace_id=trace_id)
     assert (record.coordinate, record.decision, record.reason) == (
-        "Query", Decision.REFUSED, "PURPOSE_NOT_GRANTED",
+        "Query",
+        Decision.REFUSED,
+        "PURPOSE_NOT_GRANTED",
     )
 
     # With a purpose the analist has: the field is not in that purpose's set.
