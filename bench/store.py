@@ -1,0 +1,147 @@
+"""Audit store write throughput, and the fresh PostgreSQL databases the benchmark uses.
+
+Batches are the gateway's own: a real 50-person request's :class:`AuditBatch` (its plan's
+decision tuples, its subjects' pseudonyms) with a fresh trace, span and time per commit, as
+every request brings. Sixteen committers commit concurrently, as sixteen requests in flight
+would; the store's group commit turns them into shared transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+
+from bench.common import POSTGRES_URL
+from gateway.audit.model import AuditBatch
+from gateway.audit.store import AuditStore, open_store
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    seconds: float
+    max_batches: int
+    committers: int = 16
+
+
+FULL_STORE = StoreCounts(seconds=6.0, max_batches=2_000)
+QUICK_STORE = StoreCounts(seconds=0.3, max_batches=32)
+
+
+async def require_postgres() -> None:
+    try:
+        connection = await asyncio.wait_for(asyncpg.connect(POSTGRES_URL), 5)
+    except Exception as exc:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc}); "
+            "the benchmark needs it (set KETENPOORT_BENCH_POSTGRES)."
+        ) from exc
+    await connection.close()
+
+
+async def fresh_database() -> tuple[str, str]:
+    """A new, uniquely named database on the PostgreSQL server: (its URL, its name)."""
+    await require_postgres()
+    name = f"ketenpoort_bench_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parsed = urlparse(POSTGRES_URL)
+    return urlunparse(parsed._replace(path=f"/{name}")), name
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def fresh_batch(template: AuditBatch) -> AuditBatch:
+    """The template's decisions and subjects in a new request: new trace, span and times."""
+    now = dt.datetime.now(dt.UTC)
+    context = dataclasses.replace(
+        template.context,
+        trace_id=secrets.token_hex(16),
+        span_id=secrets.token_hex(8),
+        parent_span_id=None,
+        start_time=now,
+    )
+    return AuditBatch(context, now, list(template.subjects), list(template.request_decisions))
+
+
+async def write_throughput(
+    store: AuditStore, template: AuditBatch, counts: StoreCounts
+) -> dict[str, Any]:
+    """``committers`` tasks commit fresh batches until the time or the batch budget is spent."""
+    await store.commit(fresh_batch(template))  # warm: connections, statements, chain head
+    per_batch = template.record_count()
+    issued = 0
+    done = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + counts.seconds
+
+    async def committer() -> None:
+        nonlocal issued, done
+        while time.perf_counter() < deadline and issued < counts.max_batches:
+            issued += 1
+            batch = fresh_batch(template)
+            start = time.perf_counter_ns()
+            await store.commit(batch)
+            latencies.append((time.perf_counter_ns() - start) / 1e6)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(committer() for _ in range(counts.committers)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "committers": counts.committers,
+        "records_per_batch": per_batch,
+        "batches": done,
+        "records": done * per_batch,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(done * per_batch / elapsed) if elapsed else None,
+        "batches_per_s": round(done / elapsed, 1) if elapsed else None,
+        "commit_p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else None,
+        "commit_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2)
+        if latencies
+        else None,
+    }
+
+
+async def sqlite_throughput(
+    work: Path, template: AuditBatch, counts: StoreCounts
+) -> dict[str, Any]:
+    store = open_store(f"sqlite:///{work / 'store-bench.db'}")
+    await store.open()
+    try:
+        result = await write_throughput(store, template, counts)
+    finally:
+        await store.close()
+    return {"url": "sqlite:///<tmp>/store-bench.db", **result}
+
+
+async def postgres_throughput(template: AuditBatch, counts: StoreCounts) -> dict[str, Any]:
+    url, name = await fresh_database()
+    try:
+        store = open_store(url)
+        await store.open()
+        try:
+            result = await write_throughput(store, template, counts)
+        finally:
+            await store.close()
+    finally:
+        await drop_database(name)
+    return {"url": f"postgresql://{urlparse(POSTGRES_URL).hostname}:<fresh database>", **result}
