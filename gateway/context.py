@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from gateway.audit.store import AuditStore
     from gateway.auth import Principal
     from gateway.cache import RecordCache
-    from gateway.fetch import PersonFetcher, Registries
+    from gateway.fetch import PersonFetcher, PersonOutcome, Registries
     from gateway.plan import RequestPlan, RootPlan
     from gateway.policy import Grant, Purpose
     from gateway.service import Gateway
@@ -47,6 +47,8 @@ class RequestState:
     pseudonym: Callable[[str], str]
     plan: RequestPlan | None = None
     fetcher: PersonFetcher | None = None
+    #: Every person the operation names, fetched before execution, by V-nummer.
+    persons: dict[str, PersonOutcome] = field(default_factory=dict)
     accesses: list[Access] = field(default_factory=list)
     request_decisions: list[FieldDecision] = field(default_factory=list)
     subjects_reserved: int = 0

@@ -129,6 +129,17 @@ class RequestPlan:
     _error_decisions: dict[tuple[str, frozenset[str]], tuple[FieldDecision, ...]] = field(
         default_factory=dict
     )
+    _top_fields: dict[str, frozenset[str]] | None = None
+
+    @property
+    def top_fields(self) -> dict[str, frozenset[str]]:
+        """Per registry, the person fields it gives (they become errors when it fails)."""
+        if self._top_fields is None:
+            self._top_fields = {
+                registry: frozenset(path.split(".", 1)[0] for path in paths)
+                for registry, paths in self.fetch.items()
+            }
+        return self._top_fields
 
     def decisions_with_failures(
         self, root: RootPlan, failed: frozenset[str]

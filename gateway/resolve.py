@@ -17,7 +17,7 @@ from strawberry.types import Info
 from gateway.audit.model import AuditQuery, Decision, FieldDecision
 from gateway.context import Access, RequestState
 from gateway.errors import Code, GatewayError
-from gateway.fetch import PersonFetcher
+from gateway.fetch import PersonFetcher, PersonOutcome
 from gateway.plan import RootPlan
 from gateway.suppression import Cell, RawCell, suppress, suppress_hierarchy
 
@@ -35,37 +35,51 @@ def check_vnummer(value: Any) -> str:
 
 def _root(info: Info) -> tuple[RequestState, RootPlan]:
     state: RequestState = info.context
-    assert state.plan is not None, "the planning extension runs before any resolver"
+    assert state.plan is not None, "the gateway plans every request before executing it"
     return state, state.plan.roots[str(info.path.key)]
 
 
-def _fetcher(state: RequestState) -> PersonFetcher:
+def fetcher_for(state: RequestState) -> PersonFetcher:
+    """The request's fetcher (one per request: its DataLoaders batch every look-up)."""
     if state.fetcher is None:
         assert state.plan is not None
         scope = state.purpose.rijbereik
         state.fetcher = PersonFetcher(
             state.registries,
             state.cache,
-            state.plan.fetch,
+            state.plan,
             None if scope is None else scope.as_condition(),
             state.pseudonym,
         )
     return state.fetcher
 
 
-async def _persons(info: Info, vnummers: Sequence[str]) -> list[Any]:
-    state, root = _root(info)
-    if root.refusal is not None:
-        for vnummer in vnummers:
-            state.accesses.append(Access(root, vnummer, root.decisions))
-        raise root.refusal
-    outcomes = await _fetcher(state).persons(vnummers)
-    assert state.plan is not None
-    overlay = state.plan.overlay
+def _nothing_given(decisions: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
+    """The decisions of a person whose scope could not be checked: every 'given' an error."""
+    return tuple(
+        FieldDecision(d.coordinate, d.path, Decision.ERROR, Code.REGISTRY_UNAVAILABLE, d.registry)
+        if d.decision is Decision.GIVEN
+        else d
+        for d in decisions
+    )
+
+
+def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutcome]) -> list[Any]:
+    """Person objects (refusals laid over) or errors, in order; every outcome is noted for the
+    audit batch, the persons given as well as those refused or unknown."""
+    plan = state.plan
+    assert plan is not None
+    overlay = plan.overlay
+    accesses = state.accesses
     results: list[Any] = []
     for outcome in outcomes:
-        if outcome.out_of_scope:
-            state.accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
+        if outcome.value is not None:
+            accesses.append(
+                Access(root, outcome.vnummer, plan.decisions_with_failures(root, outcome.failed))
+            )
+            results.append(overlay.apply(outcome.value))
+        elif outcome.out_of_scope:
+            accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
             results.append(
                 GatewayError(
                     Code.SUBJECT_OUT_OF_SCOPE,
@@ -73,56 +87,41 @@ async def _persons(info: Info, vnummers: Sequence[str]) -> list[Any]:
                     doelbinding=state.purpose.id,
                 )
             )
-        elif outcome.value is None:
-            if outcome.failed:  # the scope could not be checked: refuse, record the error
-                # Nothing of this person is released (no other registry was even asked), so
-                # no decision may stay "given", not even the root field or the V-nummer.
-                state.accesses.append(
-                    Access(
-                        root,
-                        outcome.vnummer,
-                        tuple(
-                            FieldDecision(
-                                d.coordinate,
-                                d.path,
-                                Decision.ERROR,
-                                Code.REGISTRY_UNAVAILABLE,
-                                d.registry,
-                            )
-                            if d.decision is Decision.GIVEN
-                            else d
-                            for d in root.decisions
-                        ),
-                    )
-                )
-                results.append(
-                    GatewayError(
-                        Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
-                    )
-                )
-            else:  # unknown: that it is unknown was disclosed, so it is recorded
-                state.accesses.append(Access(root, outcome.vnummer, root.not_found))
-                results.append(None)
-        else:
-            state.accesses.append(
-                Access(
-                    root, outcome.vnummer, state.plan.decisions_with_failures(root, outcome.failed)
+        elif outcome.failed:
+            # The scope could not be checked: nothing of this person is released (no other
+            # registry was even asked), so no decision may stay "given".
+            accesses.append(Access(root, outcome.vnummer, _nothing_given(root.decisions)))
+            results.append(
+                GatewayError(
+                    Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
                 )
             )
-            results.append(overlay.apply(outcome.value))
+        else:  # unknown: that it is unknown was disclosed, so it is recorded
+            accesses.append(Access(root, outcome.vnummer, root.not_found))
+            results.append(None)
     return results
 
 
-async def one(info: Info, vnummer: str) -> Any:
-    result = (await _persons(info, [check_vnummer(vnummer)]))[0]
+def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
+    """The persons a root field names; fetched before execution (:meth:`Gateway.prepare`)."""
+    state, root = _root(info)
+    if root.refusal is not None:
+        for vnummer in vnummers:
+            state.accesses.append(Access(root, vnummer, root.decisions))
+        raise root.refusal
+    persons = state.persons
+    return _deliver(state, root, [persons[check_vnummer(v)] for v in vnummers])
+
+
+def one(info: Info, vnummer: str) -> Any:
+    result = _named(info, [vnummer])[0]
     if isinstance(result, GatewayError):
         raise result
     return result
 
 
-async def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
-    checked = [check_vnummer(v) for v in vnummers]
-    return await _persons(info, checked)
+def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
+    return _named(info, vnummers)
 
 
 async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
@@ -135,12 +134,13 @@ async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
     found = await state.registries.bvv.search(
         surname, birth_date, ("vnummer",), state.purpose.max_subjects
     )
-    vnummers = [check_vnummer(record["vnummer"]) for record in found]
+    vnummers = list(dict.fromkeys(check_vnummer(record["vnummer"]) for record in found))
+    outcomes = await fetcher_for(state).persons(vnummers)
     # Search results outside the scope are left out of the list (it has no room for an
     # error per item) but recorded as refused.
     return [
         p
-        for p in await _persons(info, vnummers)
+        for p in _deliver(state, root, outcomes)
         if not isinstance(p, GatewayError) and p is not None
     ]
 

@@ -29,14 +29,13 @@ from gateway.domain import (
 @strawberry.type
 class Query:
     @strawberry.field(description="One person by V-nummer (10 digits).")
-    async def vreemdeling(self, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
-        return await resolve.one(info, vnummer)  # type: ignore[no-any-return]  # a registry dict
+    def vreemdeling(self, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
+        # Synchronous: the persons an operation names are fetched before it executes.
+        return resolve.one(info, vnummer)  # type: ignore[no-any-return]  # a registry dict
 
     @strawberry.field(description="Several persons by V-nummer; at most the purpose's cap.")
-    async def vreemdelingen(
-        self, info: Info, vnummers: list[strawberry.ID]
-    ) -> list[Vreemdeling | None]:
-        return await resolve.many(info, vnummers)
+    def vreemdelingen(self, info: Info, vnummers: list[strawberry.ID]) -> list[Vreemdeling | None]:
+        return resolve.many(info, vnummers)
 
     @strawberry.field(description="Exact search on surname and birth date; no wildcards.")
     async def zoekVreemdelingen(  # noqa: N802 - GraphQL name, as in the Haal Centraal APIs

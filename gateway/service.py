@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import ExecutionResult, GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql import execute as graphql_execute
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
-from strawberry.extensions import MaxTokensLimiter, ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionResult as StrawberryResult
 
 from gateway.audit.model import (
     AccessContext,
@@ -36,15 +36,17 @@ from gateway.audit.store import AuditStore
 from gateway.auth import Authenticator, Principal
 from gateway.cache import RecordCache
 from gateway.context import RequestState
+from gateway.document import Document, DocumentCache
 from gateway.domain import Date
 from gateway.errors import Code, GatewayError
 from gateway.fetch import Registries
 from gateway.introspection import filtered_schema
-from gateway.plan import RequestPlan, build_plan, directive_variables
+from gateway.plan import RequestPlan, build_plan
 from gateway.policy import Grant, Policy
 from gateway.quota import QuotaStore
-from gateway.resolve import check_vnummer
+from gateway.resolve import check_vnummer, fetcher_for
 from gateway.schema import Query, schema_config, schema_coordinates
+from gateway.tracing import SubjectSpans
 
 log = logging.getLogger("ketenpoort.service")
 
@@ -62,7 +64,6 @@ REQUEST_LEVEL = {
     Code.BAD_USER_INPUT,
     Code.AUDIT_UNAVAILABLE,
 }
-_TOKEN_LIMIT = re.compile(r"more than \d+ tokens")
 
 
 class KetenpoortSchema(strawberry.Schema):
@@ -86,44 +87,22 @@ class KetenpoortSchema(strawberry.Schema):
                 )
 
 
-def build_schema(
-    extra_extensions: list[type[SchemaExtension]] | None = None, *, max_tokens: int = 4000
-) -> KetenpoortSchema:
-    """The gateway's schema with parse and validation caches (and the given extensions)."""
+def build_schema() -> KetenpoortSchema:
+    """The gateway's schema with strawberry's parse and validation caches.
+
+    Nothing else runs per request inside strawberry: limits, plan, caps and quota are decided
+    before execution (:meth:`Gateway.prepare`), so a refusal never reaches a resolver.
+    """
     return KetenpoortSchema(
         query=Query,
         # Factories, not instances: strawberry builds fresh extensions per request; the caches
         # themselves live at module level in strawberry, keyed by the query text.
         extensions=[
-            lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
-            *(extra_extensions or []),
         ],
         config=schema_config(),
     )
-
-
-class PlanningExtension(SchemaExtension):
-    """After validation, before execution: plan (cached), limits, caps, quota.
-
-    A refusal here raises, so nothing is fetched; the refusal is noted for the trail.
-    """
-
-    async def on_execute(self) -> AsyncIterator[None]:
-        context = self.execution_context
-        state: RequestState = context.context
-        service = state.service
-        assert service is not None
-        assert context.graphql_document is not None
-        try:
-            await service.prepare(state, context)
-        except GatewayError as error:
-            state.request_decisions.append(
-                FieldDecision("Query", "", Decision.REFUSED, error.code.value, None)
-            )
-            raise
-        yield
 
 
 @dataclass(slots=True)
@@ -149,20 +128,16 @@ def error_answer(error: GatewayError) -> Answer:
     )
 
 
-def format_error(error: GraphQLError) -> dict[str, Any]:
-    """A GraphQL error as sent: stable code always; internal errors masked."""
+def format_error(error: GraphQLError, default: Code = Code.BAD_USER_INPUT) -> dict[str, Any]:
+    """A GraphQL error as sent: a stable code always (``default`` where graphql-core gave
+    none: validation and variable errors); internal errors masked."""
     original = error.original_error
     formatted: dict[str, Any]
     if original is None or isinstance(original, GatewayError) or "code" in (error.extensions or {}):
         formatted = error.formatted  # type: ignore[assignment]
         extensions = dict(formatted.get("extensions") or {})
-        if "code" not in extensions:
-            too_complex = _TOKEN_LIMIT.search(error.message) is not None
-            extensions["code"] = (
-                Code.QUERY_TOO_COMPLEX if too_complex else Code.BAD_USER_INPUT
-            ).value
-        formatted = {**formatted, "extensions": extensions}
-        return formatted
+        extensions.setdefault("code", default.value)
+        return {**formatted, "extensions": extensions}
     formatted = {"message": "Internal error.", "extensions": {"code": Code.INTERNAL_ERROR.value}}
     if error.path is not None:
         formatted["path"] = error.path
@@ -194,15 +169,16 @@ class Gateway:
         self.quota_store = quota_store
         self.tracer_provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("ketenpoort")
+        self.subject_spans = SubjectSpans(tracer_provider)
         self.pseudonym = pseudonym
         self.authenticator = authenticator
         self.limits = limits
         self.trusted_documents = trusted_documents
         self.development = development
-        self.schema = build_schema([PlanningExtension], max_tokens=limits.max_tokens)
+        self.schema = build_schema()
+        self.documents = DocumentCache(self.schema._schema, max_tokens=limits.max_tokens)
         self.coordinates = schema_coordinates(self.schema._schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
-        self._directive_vars: dict[str, tuple[str, ...]] = {}
         self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
         self._joined: dict[int, tuple[tuple[FieldDecision, ...], str, str]] = {}
 
@@ -252,39 +228,44 @@ class Gateway:
         grant = self.policy.grant(organisation.id, principal.roles, purpose_id)
         return grant, self.policy.processing_activity_uri(activity), officer
 
-    # ---- planning (called by PlanningExtension) --------------------------------------------
+    # ---- before execution: plan, limits, caps, quota, fetch ----------------------------------
 
-    def plan_for(self, state: RequestState, context: ExecutionContext) -> RequestPlan:
-        document = context.graphql_document
-        assert document is not None
-        query = context.query or ""
-        names = self._directive_vars.get(query)
-        if names is None:
-            names = directive_variables(document)
-            if len(self._directive_vars) > 4096:
-                self._directive_vars.clear()
-            self._directive_vars[query] = names
-        variables = context.variables or {}
+    def plan_for(
+        self,
+        state: RequestState,
+        document: Document,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any],
+    ) -> RequestPlan:
+        """The plan of this document for this grant (cached; @skip/@include variables key it)."""
+        grant = state.grant
         key = (
             query,
-            context.operation_name,
-            state.grant.organisation,
-            state.grant.roles,
-            state.grant.purpose.id,
-            tuple(repr(variables.get(n)) for n in names),
+            operation_name,
+            grant.organisation,
+            grant.roles,
+            grant.purpose.id,
+            tuple(repr(variables.get(n)) for n in document.directive_variables)
+            if document.directive_variables
+            else (),
         )
         plan = self._plans.get(key)
         if plan is None:
-            plan = build_plan(
-                document, context.operation_name, self.coordinates, state.grant, variables
-            )
+            assert document.node is not None
+            plan = build_plan(document.node, operation_name, self.coordinates, grant, variables)
             if len(self._plans) > 4096:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
-    async def prepare(self, state: RequestState, context: ExecutionContext) -> None:
-        plan = self.plan_for(state, context)
+    async def prepare(
+        self, state: RequestState, plan: RequestPlan, variables: Mapping[str, Any]
+    ) -> None:
+        """Limits, caps and quota; then fetch every person the operation names, in one batch.
+
+        Raises a :class:`GatewayError` to refuse the request: nothing has been fetched then.
+        """
         limits = self.limits
         if (
             plan.depth > limits.max_depth
@@ -297,58 +278,69 @@ class Gateway:
                 raise GatewayError(
                     Code.BAD_USER_INPUT, "Ask introspection in an operation of its own."
                 )
-            context.result = self.introspect(state, context)
             return
-        subjects: set[str] = set()
+        purpose = state.purpose
+        named: dict[str, None] = {}  # the persons named, in order, once each
         count = 0
+        searches = 0
+        statistics = 0
         for root in plan.roots.values():
             if root.refusal is not None:  # a refused root looks nobody up: no cap, no quota
                 continue
-            values = root.source.values(context.variables)
-            if root.source.kind == "one":
-                subjects.add(check_vnummer(values))
+            kind = root.source.kind
+            if kind == "one":
+                named[check_vnummer(root.source.values(variables))] = None
                 count += 1
-            elif root.source.kind == "many":
+            elif kind == "many":
+                values = root.source.values(variables)
                 if not isinstance(values, list):
                     raise GatewayError(Code.BAD_USER_INPUT, "vnummers must be a list.")
                 count += len(values)
-                if count > state.purpose.max_subjects:
+                if count > purpose.max_subjects:
                     break
-                subjects.update(check_vnummer(v) for v in values)
-            elif root.source.kind == "search":
+                for value in values:
+                    named[check_vnummer(value)] = None
+            elif kind == "search":
+                searches += 1
                 count += 1
+            elif root.field_name == "opvangstatistiek":
+                statistics += 1
         if plan.fields * max(count, 1) > limits.max_cost:
             raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too costly.")
-        if count > state.purpose.max_subjects:
+        if count > purpose.max_subjects:
             raise GatewayError(
                 Code.TOO_MANY_SUBJECTS,
-                f"At most {state.purpose.max_subjects} persons per request for {state.purpose.id}.",
-                maximum=state.purpose.max_subjects,
+                f"At most {purpose.max_subjects} persons per request for {purpose.id}.",
+                maximum=purpose.max_subjects,
             )
-        persons = len(subjects) + sum(
-            1 for r in plan.roots.values() if r.source.kind == "search" and r.refusal is None
-        )
-        if state.purpose.aggregates_only:  # its quota counts statistic queries (policy: ANALYSE)
-            persons += sum(
-                1
-                for r in plan.roots.values()
-                if r.field_name == "opvangstatistiek" and r.refusal is None
-            )
-        if persons and state.purpose.quota_per_day:
+        # Aggregates-only purposes (ANALYSE) count statistic queries against their quota.
+        units = len(named) + searches + (statistics if purpose.aggregates_only else 0)
+        if units and purpose.quota_per_day:
             # Keyed by the token's subject, not X-Gebruiker: a header the caller chooses must not
             # open a fresh quota. An application token serving many officers shares one quota.
             decision = await self.quota_store.reserve(
-                state.principal.subject, state.purpose.id, persons, state.purpose.quota_per_day
+                state.principal.subject, purpose.id, units, purpose.quota_per_day
             )
             if not decision.granted:
                 raise GatewayError(
                     Code.QUOTA_EXCEEDED,
-                    f"Daily quota of {decision.limit} persons for {state.purpose.id} reached.",
+                    f"Daily quota of {decision.limit} persons for {purpose.id} reached.",
                     retryAfter=decision.retry_after,
                 )
         state.plan = plan
+        if named:
+            # Every person named by any root field (aliases included), one batch per registry.
+            fetcher = fetcher_for(state)
+            outcomes = await fetcher.persons(list(named))
+            state.persons = {outcome.vnummer: outcome for outcome in outcomes}
 
-    def introspect(self, state: RequestState, context: ExecutionContext) -> ExecutionResult:
+    def introspect(
+        self,
+        state: RequestState,
+        document: DocumentNode,
+        variables: Mapping[str, Any],
+        operation_name: str | None,
+    ) -> ExecutionResult:
         grant = state.grant
         key = (grant.organisation, grant.roles, grant.purpose.id)
         if key not in self._filtered:
@@ -358,12 +350,8 @@ class Gateway:
             return ExecutionResult(
                 data=None, errors=[GraphQLError("Nothing in this schema is visible to you.")]
             )
-        assert context.graphql_document is not None
         result = graphql_execute(
-            schema,
-            context.graphql_document,
-            variable_values=context.variables,
-            operation_name=context.operation_name,
+            schema, document, variable_values=dict(variables), operation_name=operation_name
         )
         assert isinstance(result, ExecutionResult)
         return result
@@ -432,7 +420,13 @@ class Gateway:
                 principal, officer, grant, activity, payload, span, parent, started
             )
 
-    async def _record_refusal(self, context: AccessContext, error: GatewayError) -> Answer:
+    async def _record_refusal(
+        self,
+        context: AccessContext,
+        error: GatewayError,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> Answer:
+        """Record a request refused as a whole (one record, no data subject), then answer it."""
         batch = AuditBatch(
             context,
             datetime.now(UTC),
@@ -444,7 +438,10 @@ class Gateway:
             await self.audit_store.commit(batch)
         except GatewayError as audit_error:
             return error_answer(audit_error)
-        return error_answer(error)
+        answer = error_answer(error)
+        if errors is not None:
+            answer.body["errors"] = errors
+        return answer
 
     async def execute(
         self,
@@ -478,9 +475,31 @@ class Gateway:
             query, variables, operation_name = self._document(payload)
         except GatewayError as error:
             return await self._record_refusal(context, error)
-        result = await self.schema.execute(
-            query, variable_values=variables, context_value=state, operation_name=operation_name
-        )
+        document = self.documents.get(query)
+        if document.errors:  # does not parse, too long, or not valid against the schema
+            code = Code.QUERY_TOO_COMPLEX if document.too_complex else Code.BAD_USER_INPUT
+            return await self._record_refusal(
+                context,
+                GatewayError(code, document.errors[0].message),
+                [format_error(e, code) for e in document.errors],
+            )
+        assert document.node is not None
+        given = variables or {}
+        try:
+            plan = self.plan_for(state, document, query, operation_name, given)
+            await self.prepare(state, plan, given)
+        except GatewayError as error:
+            return await self._record_refusal(context, error)
+        result: ExecutionResult | StrawberryResult
+        if plan.introspection:
+            result = self.introspect(state, document.node, given, operation_name)
+        else:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=state,
+                operation_name=operation_name,
+            )
         errors = [format_error(e) for e in result.errors or ()]
         body: dict[str, Any] = {"data": result.data}
         if errors:
@@ -549,17 +568,19 @@ class Gateway:
         """One span per data subject with the LDV attributes and the coordinates decided."""
         if not batch.subjects:
             return
-        parent = trace.set_span_in_context(request_span)
+        parent = request_span.get_span_context()
         start = int(batch.context.start_time.timestamp() * 1e9)
         end = int(batch.end_time.timestamp() * 1e9)
         activity = batch.context.processing_activity or ""
+        emit = self.subject_spans.emit
         for subject in batch.subjects:
             given, refused = self._joined_decisions(subject.decisions)
-            span = self.tracer.start_span(
+            emit(
                 "betrokkene",
-                context=parent,
-                start_time=start,
-                attributes={
+                parent,
+                start,
+                end,
+                {
                     "dpl.core.processing_activity_id": activity,
                     "dpl.core.data_subject_id": subject.subject,
                     "dpl.core.data_subject_id_type": "vnummer",
@@ -567,7 +588,6 @@ class Gateway:
                     "ketenpoort.refused": refused,
                 },
             )
-            span.end(end_time=end)
 
     def _joined_decisions(self, decisions: tuple[FieldDecision, ...]) -> tuple[str, str]:
         cached = self._joined.get(id(decisions))

@@ -1,0 +1,63 @@
+"""Parsed and validated documents, cached by their text.
+
+The gateway plans a request before it executes it, so it needs the document first: parsing
+(with the token limit) and validation happen here once per distinct text, bounded in number.
+Strawberry's own parser and validation caches then answer the execution from memory too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, validate
+
+from gateway.plan import directive_variables
+
+_TOKEN_LIMIT = re.compile(r"more than \d+ tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document and what validation said of it (no errors: it may be executed)."""
+
+    node: DocumentNode | None
+    errors: tuple[GraphQLError, ...]
+    #: Variables used by @skip/@include: they change the plan, so they are part of its key.
+    directive_variables: tuple[str, ...] = ()
+
+    @property
+    def too_complex(self) -> bool:
+        return any(_TOKEN_LIMIT.search(e.message) for e in self.errors)
+
+
+class DocumentCache:
+    """``get(text)`` → :class:`Document`; least recently used texts leave first."""
+
+    def __init__(self, schema: GraphQLSchema, *, max_tokens: int, size: int = 512) -> None:
+        self._schema = schema
+        self._max_tokens = max_tokens
+        self._size = size
+        self._documents: OrderedDict[str, Document] = OrderedDict()
+
+    def get(self, text: str) -> Document:
+        document = self._documents.get(text)
+        if document is not None:
+            self._documents.move_to_end(text)
+            return document
+        document = self._load(text)
+        self._documents[text] = document
+        if len(self._documents) > self._size:
+            self._documents.popitem(last=False)
+        return document
+
+    def _load(self, text: str) -> Document:
+        try:
+            node = parse(text, max_tokens=self._max_tokens)
+        except GraphQLError as error:
+            return Document(None, (error,))
+        errors = tuple(validate(self._schema, node))
+        if errors:
+            return Document(None, errors)
+        return Document(node, (), directive_variables(node))
