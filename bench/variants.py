@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from strawberry.extensions import ParserCache, ValidationCache
@@ -299,12 +297,8 @@ class KetenpoortRunner:
     async def execute(self, payload: Mapping[str, Any]) -> Answer:
         # As Gateway.handle does it, minus authentication and admission (done once).
         gateway = self.running.gateway
-        parent_ctx = Context()
         started = dt.datetime.now(dt.UTC)
-        with gateway.tracer.start_as_current_span(
-            "POST /graphql", context=parent_ctx, kind=trace.SpanKind.SERVER
-        ) as span:
-            parent = trace.get_current_span(parent_ctx).get_span_context()
+        with gateway.request_span({}) as span:
             return await gateway.execute(
                 self.principal,
                 self.officer,
@@ -312,7 +306,6 @@ class KetenpoortRunner:
                 self.activity,
                 payload,
                 span,
-                parent,
                 started,
             )
 

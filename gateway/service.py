@@ -18,7 +18,6 @@ import strawberry
 from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql import execute as graphql_execute
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from strawberry.extensions import ParserCache, ValidationCache
@@ -46,7 +45,7 @@ from gateway.policy import Grant, Policy
 from gateway.quota import QuotaStore
 from gateway.resolve import check_vnummer, fetcher_for
 from gateway.schema import Query, schema_config, schema_coordinates
-from gateway.tracing import SubjectSpans
+from gateway.tracing import RequestSpan, SpanSink
 
 log = logging.getLogger("ketenpoort.service")
 
@@ -169,7 +168,7 @@ class Gateway:
         self.quota_store = quota_store
         self.tracer_provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("ketenpoort")
-        self.subject_spans = SubjectSpans(tracer_provider)
+        self.spans = SpanSink(tracer_provider)
         self.pseudonym = pseudonym
         self.authenticator = authenticator
         self.limits = limits
@@ -360,65 +359,56 @@ class Gateway:
 
     def _context(
         self,
-        principal: Principal | None,
+        principal: Principal,
         officer: str,
         purpose: str | None,
         grant: Grant | None,
         activity: str | None,
-        span: trace.Span,
-        parent: trace.SpanContext | None,
+        span: RequestSpan,
         started: datetime,
     ) -> AccessContext:
-        sc = span.get_span_context()
-        organisation = self.policy.organisation_by_oin(principal.oin) if principal else None
+        organisation = self.policy.organisation_by_oin(principal.oin)
         legal_basis = grant.purpose.grondslag if grant is not None else None
         if grant is None and purpose is not None and purpose in self.policy.purposes:
             legal_basis = self.policy.purposes[purpose].grondslag
         return AccessContext(
-            trace_id=format(sc.trace_id, "032x"),
-            span_id=format(sc.span_id, "016x"),
-            parent_span_id=format(parent.span_id, "016x")
-            if parent is not None and parent.is_valid
-            else None,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
             start_time=started,
-            organisation_oin=principal.oin if principal else "",
-            organisation=organisation.id
-            if organisation
-            else (principal.organisation if principal else ""),
+            organisation_oin=principal.oin,
+            organisation=organisation.id if organisation else principal.organisation,
             officer=officer,
-            roles=principal.roles if principal else (),
+            roles=principal.roles,
             purpose=purpose,
             legal_basis=legal_basis,
             processing_activity=activity,
             policy_version=self.policy.version,
         )
 
+    def request_span(self, headers: Mapping[str, str]) -> RequestSpan:
+        """The request's span, continuing the caller's W3C ``traceparent`` if it sent one."""
+        incoming = trace.get_current_span(extract(headers)).get_span_context()
+        return self.spans.request(incoming)
+
     async def handle(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Answer:
-        """Authenticate, then :meth:`execute`. ``headers`` have lower-case names."""
-        parent_ctx: Context = extract(headers)
+        """Authenticate, admit the purpose, then :meth:`execute`. Header names are lower-case."""
         started = datetime.now(UTC)
-        with self.tracer.start_as_current_span(
-            "POST /graphql", context=parent_ctx, kind=trace.SpanKind.SERVER
-        ) as span:
+        with self.request_span(headers) as span:
             try:
                 principal = self.authenticator.authenticate(headers.get("authorization"))
             except GatewayError as error:
-                span.set_attribute("ketenpoort.code", error.code.value)
+                span.attributes["ketenpoort.code"] = error.code.value
                 return error_answer(error)
-            parent = trace.get_current_span(parent_ctx).get_span_context()
             purpose_id = headers.get("x-doelbinding") or None
             officer = headers.get("x-gebruiker", "").strip() or principal.subject
             try:
                 grant, activity, officer = self.admit(principal, headers)
             except GatewayError as error:
-                span.set_attribute("ketenpoort.code", error.code.value)
-                context = self._context(
-                    principal, officer, purpose_id, None, None, span, parent, started
-                )
+                span.attributes["ketenpoort.code"] = error.code.value
+                context = self._context(principal, officer, purpose_id, None, None, span, started)
                 return await self._record_refusal(context, error)
-            return await self.execute(
-                principal, officer, grant, activity, payload, span, parent, started
-            )
+            return await self.execute(principal, officer, grant, activity, payload, span, started)
 
     async def _record_refusal(
         self,
@@ -450,11 +440,13 @@ class Gateway:
         grant: Grant,
         activity: str,
         payload: Mapping[str, Any],
-        span: trace.Span,
-        parent: trace.SpanContext | None,
+        span: RequestSpan,
         started: datetime,
     ) -> Answer:
-        """Run one admitted request and commit its audit batch before answering."""
+        """Run one admitted request and commit its audit batch before answering.
+
+        ``span`` is the request's span (entered); ``started`` its start, for the records.
+        """
         state = RequestState(
             principal=principal,
             officer=officer,
@@ -469,7 +461,7 @@ class Gateway:
         )
         state.service = self
         context = self._context(
-            principal, officer, grant.purpose.id, grant, activity, span, parent, started
+            principal, officer, grant.purpose.id, grant, activity, span, started
         )
         try:
             query, variables, operation_name = self._document(payload)
@@ -523,7 +515,8 @@ class Gateway:
             try:
                 await self.audit_store.commit(batch)
             except GatewayError as audit_error:
-                span.set_attribute("ketenpoort.code", audit_error.code.value)
+                span.attributes["ketenpoort.code"] = audit_error.code.value
+                span.error = audit_error.code.value
                 return error_answer(audit_error)
         self._subject_spans(batch, span)
         answer = Answer(status, body)
@@ -564,19 +557,20 @@ class Gateway:
             raise GatewayError(Code.BAD_USER_INPUT, "operationName must be a string.")
         return query, variables, operation_name
 
-    def _subject_spans(self, batch: AuditBatch, request_span: trace.Span) -> None:
+    def _subject_spans(self, batch: AuditBatch, request: RequestSpan) -> None:
         """One span per data subject with the LDV attributes and the coordinates decided."""
         if not batch.subjects:
             return
-        parent = request_span.get_span_context()
+        parent = request.context
         start = int(batch.context.start_time.timestamp() * 1e9)
         end = int(batch.end_time.timestamp() * 1e9)
         activity = batch.context.processing_activity or ""
-        emit = self.subject_spans.emit
+        spans = self.spans
         for subject in batch.subjects:
             given, refused = self._joined_decisions(subject.decisions)
-            emit(
+            spans.emit(
                 "betrokkene",
+                spans.child(parent),
                 parent,
                 start,
                 end,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -21,7 +23,18 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -73,13 +86,13 @@ def build_tracer_provider(spec: str, exporter: SpanExporter | None = None) -> Tr
     return provider
 
 
-class SubjectSpans:
-    """Finished spans, one per data subject, handed straight to the provider's processors.
+class SpanSink:
+    """Finished spans handed straight to the provider's processors.
 
-    LDV asks for one log line per data subject and no sampling, so these spans skip the
-    sampler on purpose; they are built finished (name, ids, times, a few attributes) instead of
-    as live spans, which is most of their cost. They go through the same processors and
-    exporters as every other span of the provider.
+    The gateway knows a span's whole life when it records it (a request, a data subject), so it
+    builds it finished instead of live, which is most of a span's cost. LDV asks for one log line
+    per data subject and no sampling: these spans skip the sampler on purpose. They go through
+    the same processors and exporters as every other span of the provider.
     """
 
     def __init__(self, provider: TracerProvider) -> None:
@@ -87,17 +100,21 @@ class SubjectSpans:
         # processors added later (by tests, by the benchmark) see these spans too.
         self._processor: SpanProcessor = provider._active_span_processor
         self._resource = provider.resource
-        self._ids = provider.id_generator
-        self._scope = InstrumentationScope("ketenpoort.subjects")
-        self._flags = TraceFlags(TraceFlags.SAMPLED)
+        self.ids = provider.id_generator
+        self._scope = InstrumentationScope("ketenpoort")
 
     def emit(
-        self, name: str, parent: SpanContext, start: int, end: int, attributes: dict[str, str]
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        start: int,
+        end: int,
+        attributes: dict[str, str | int],
+        kind: SpanKind = SpanKind.INTERNAL,
+        status: Status = _UNSET,
     ) -> None:
-        """One finished span below ``parent`` (times in ns since the epoch)."""
-        context = SpanContext(
-            parent.trace_id, self._ids.generate_span_id(), is_remote=False, trace_flags=self._flags
-        )
+        """Export one finished span (times in ns since the epoch)."""
         self._processor.on_end(
             ReadableSpan(
                 name=name,
@@ -105,9 +122,71 @@ class SubjectSpans:
                 parent=parent,
                 resource=self._resource,
                 attributes=attributes,
-                kind=SpanKind.INTERNAL,
+                kind=kind,
+                status=status,
                 start_time=start,
                 end_time=end,
                 instrumentation_scope=self._scope,
             )
+        )
+
+    def child(self, parent: SpanContext) -> SpanContext:
+        """A new span context in ``parent``'s trace."""
+        return SpanContext(parent.trace_id, self.ids.generate_span_id(), False, SAMPLED)
+
+    def request(self, incoming: SpanContext | None, name: str = "POST /graphql") -> RequestSpan:
+        return RequestSpan(self, incoming, name)
+
+
+class RequestSpan:
+    """The span of one request: its ids exist from the start (registry calls and audit records
+    name them), it is current while the request runs, and it is exported when it ends.
+
+    ``incoming`` is the caller's ``traceparent`` span, if valid: the request continues its trace.
+    """
+
+    __slots__ = ("_sink", "_start", "_token", "attributes", "context", "error", "name", "parent")
+
+    def __init__(self, sink: SpanSink, incoming: SpanContext | None, name: str) -> None:
+        self._sink = sink
+        self.name = name
+        self.parent = incoming if incoming is not None and incoming.is_valid else None
+        trace_id = self.parent.trace_id if self.parent else sink.ids.generate_trace_id()
+        self.context = SpanContext(trace_id, sink.ids.generate_span_id(), False, SAMPLED)
+        self.attributes: dict[str, str | int] = {}
+        self.error: str | None = None
+        self._start = 0
+        self._token: object = None
+
+    @property
+    def trace_id(self) -> str:
+        return format(self.context.trace_id, "032x")
+
+    @property
+    def span_id(self) -> str:
+        return format(self.context.span_id, "016x")
+
+    @property
+    def parent_span_id(self) -> str | None:
+        return format(self.parent.span_id, "016x") if self.parent else None
+
+    def __enter__(self) -> RequestSpan:
+        self._start = time.time_ns()
+        # Current while the request runs, so registry client spans are its children and the
+        # traceparent sent to registries names it.
+        self._token = attach(set_span_in_context(NonRecordingSpan(self.context)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        detach(self._token)  # type: ignore[arg-type]
+        status = Status(StatusCode.ERROR, self.error) if self.error else _UNSET
+        self._sink.emit(
+            self.name,
+            self.context,
+            self.parent,
+            self._start,
+            time.time_ns(),
+            self.attributes,
+            SpanKind.SERVER,
+            status,
         )
