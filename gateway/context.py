@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from gateway.audit.model import FieldDecision
 
 if TYPE_CHECKING:
+    from graphql import DocumentNode
+
     from gateway.audit.store import AuditStore
     from gateway.auth import Principal
     from gateway.cache import RecordCache
@@ -45,6 +47,7 @@ class RequestState:
     cache: RecordCache
     audit_store: AuditStore
     pseudonym: Callable[[str], str]
+    document: DocumentNode | None = None  # parsed and validated (gateway.document)
     plan: RequestPlan | None = None
     fetcher: PersonFetcher | None = None
     #: Every person the operation names, fetched before execution, by V-nummer.

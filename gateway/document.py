@@ -1,8 +1,9 @@
 """Parsed and validated documents, cached by their text.
 
 The gateway plans a request before it executes it, so it needs the document first: parsing
-(with the token limit) and validation happen here once per distinct text, bounded in number.
-Strawberry's own parser and validation caches then answer the execution from memory too.
+(with the token limit) and validation happen here once per distinct text, bounded in number,
+and strawberry executes that same document (``PreparedDocument``) without parsing or
+validating it again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, validate
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
+from strawberry.schema.schema import validate_document
 
 from gateway.plan import directive_variables
 
@@ -57,7 +59,8 @@ class DocumentCache:
             node = parse(text, max_tokens=self._max_tokens)
         except GraphQLError as error:
             return Document(None, (error,))
-        errors = tuple(validate(self._schema, node))
+        # Strawberry's validation: graphql's rules plus strawberry's own (oneOf, Maybe).
+        errors = tuple(validate_document(self._schema, node, tuple(specified_rules)))
         if errors:
             return Document(None, errors)
         return Document(node, (), directive_variables(node))

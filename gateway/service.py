@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from graphql import execute as graphql_execute
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from strawberry.types import ExecutionResult as StrawberryResult
 
@@ -86,22 +86,27 @@ class KetenpoortSchema(strawberry.Schema):
                 )
 
 
-def build_schema() -> KetenpoortSchema:
-    """The gateway's schema with strawberry's parse and validation caches.
+class PreparedDocument(SchemaExtension):
+    """Hands strawberry the document the gateway already parsed and validated.
 
-    Nothing else runs per request inside strawberry: limits, plan, caps and quota are decided
-    before execution (:meth:`Gateway.prepare`), so a refusal never reaches a resolver.
+    The gateway needs the document before execution (to plan, check limits and fetch), so it
+    parses and validates it first (:mod:`gateway.document`, cached by text); strawberry then
+    neither parses nor validates it again.
     """
-    return KetenpoortSchema(
-        query=Query,
-        # Factories, not instances: strawberry builds fresh extensions per request; the caches
-        # themselves live at module level in strawberry, keyed by the query text.
-        extensions=[
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
-        ],
-        config=schema_config(),
-    )
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        state: RequestState = context.context
+        context.graphql_document = state.document
+        context.pre_execution_errors = []  # validated: see gateway.document
+        yield
+
+
+def build_schema() -> KetenpoortSchema:
+    """The gateway's schema. Nothing of ours runs per field or per hook inside strawberry:
+    limits, plan, caps, quota and fetching are decided before execution
+    (:meth:`Gateway.prepare`), so a refusal never reaches a resolver."""
+    return KetenpoortSchema(query=Query, extensions=[PreparedDocument], config=schema_config())
 
 
 @dataclass(slots=True)
@@ -476,6 +481,7 @@ class Gateway:
                 [format_error(e, code) for e in document.errors],
             )
         assert document.node is not None
+        state.document = document.node
         given = variables or {}
         try:
             plan = self.plan_for(state, document, query, operation_name, given)
