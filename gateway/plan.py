@@ -66,11 +66,18 @@ class Overlay:
             return value
         if isinstance(value, list):
             return [self.apply(item) for item in value]
-        result = {**value, **self.markers} if self.markers else dict(value)
+        return self.apply_to_own({**value, **self.markers} if self.markers else dict(value))
+
+    def apply_to_own(self, value: dict[str, Any]) -> dict[str, Any]:
+        """Lay the markers over ``value`` in place: only for a dict the caller just built and
+        owns (the person object of this request); objects below it are copied by :meth:`apply`,
+        since they may be shared with the cache."""
+        if self.markers:
+            value.update(self.markers)
         for name, child in self.children.items():
             if name not in self.markers:
-                result[name] = child.apply(result.get(name))
-        return result
+                value[name] = child.apply(value.get(name))
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutco
             accesses.append(
                 Access(root, outcome.vnummer, plan.decisions_with_failures(root, outcome.failed))
             )
-            results.append(overlay.apply(outcome.value))
+            results.append(overlay.apply_to_own(outcome.value))
         elif outcome.out_of_scope:
             accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
             results.append(
@@ -110,7 +110,14 @@ def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
             state.accesses.append(Access(root, vnummer, root.decisions))
         raise root.refusal
     persons = state.persons
-    return _deliver(state, root, [persons[check_vnummer(v)] for v in vnummers])
+    outcomes = []
+    for vnummer in vnummers:
+        outcome = persons.get(vnummer)
+        if outcome is None:  # every V-nummer was checked and fetched before execution
+            check_vnummer(vnummer)
+            raise GatewayError(Code.INTERNAL_ERROR, "A person was not fetched before execution.")
+        outcomes.append(outcome)
+    return _deliver(state, root, outcomes)
 
 
 def one(info: Info, vnummer: str) -> Any:
