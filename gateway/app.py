@@ -170,7 +170,6 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             await holder["running"].close()
 
     async def graphql_post(request: Request) -> Response:
-        gateway = holder["running"].gateway
         body = await request.body()
         if len(body) > MAX_BODY:
             return _json(
@@ -184,10 +183,8 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             return _json(
                 error_answer(GatewayError(Code.BAD_USER_INPUT, "The body must be a JSON object."))
             )
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        return _json(
-            await holder["running"].gateway.handle(headers, payload) if gateway else Answer(503, {})
-        )
+        # Starlette's header names are lower-case already.
+        return _json(await holder["running"].gateway.handle(request.headers, payload))
 
     async def graphql_get(_: Request) -> Response:
         if not settings.development:

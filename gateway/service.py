@@ -183,6 +183,7 @@ class Gateway:
         self.documents = DocumentCache(self.schema._schema, max_tokens=limits.max_tokens)
         self.coordinates = schema_coordinates(self.schema._schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
+        self._admitted: dict[tuple[Principal, str, str], tuple[Grant, str] | GatewayError] = {}
         self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
         self._joined: dict[int, tuple[tuple[FieldDecision, ...], str, str]] = {}
 
@@ -198,6 +199,22 @@ class Gateway:
                 "Declare the purpose (X-Doelbinding) and processing activity (X-Verwerking).",
             )
         officer = headers.get("x-gebruiker", "").strip() or principal.subject
+        key = (principal, purpose_id, activity)
+        admitted = self._admitted.get(key)
+        if admitted is None:
+            try:
+                admitted = self._admission(principal, purpose_id, activity)
+            except GatewayError as error:
+                admitted = error
+            if len(self._admitted) > 4096:
+                self._admitted.clear()
+            self._admitted[key] = admitted
+        if isinstance(admitted, GatewayError):
+            raise admitted
+        return admitted[0], admitted[1], officer
+
+    def _admission(self, principal: Principal, purpose_id: str, activity: str) -> tuple[Grant, str]:
+        """The policy's answer for a principal, a purpose and an activity (pure: cached)."""
         organisation = self.policy.organisation_by_oin(principal.oin)
         purpose = self.policy.purposes.get(purpose_id)
         if organisation is None or organisation.id != principal.organisation or purpose is None:
@@ -230,7 +247,7 @@ class Gateway:
                 doelbinding=purpose_id,
             )
         grant = self.policy.grant(organisation.id, principal.roles, purpose_id)
-        return grant, self.policy.processing_activity_uri(activity), officer
+        return grant, self.policy.processing_activity_uri(activity)
 
     # ---- before execution: plan, limits, caps, quota, fetch ----------------------------------
 
