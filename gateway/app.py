@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
 
+from gateway.answer import Answer, error_answer
 from gateway.audit.store import AuditStore, open_store
 from gateway.auth import Authenticator, load_or_create_dev_key
 from gateway.cache import open_cache
@@ -33,7 +34,7 @@ from gateway.policy import load_policy
 from gateway.pseudonym import Pseudonymizer, load_or_create_key
 from gateway.quota import open_quota_store
 from gateway.schema import graphql_schema, schema_coordinates
-from gateway.service import Answer, Gateway, error_answer
+from gateway.service import Gateway
 from gateway.tracing import build_tracer_provider
 from resolvers import BvvClient, CoaClient, IndClient
 

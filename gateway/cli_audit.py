@@ -326,7 +326,7 @@ def report(
 
 @app.command()
 def verify(store: StoreOpt = None, state: StateOpt = None) -> None:
-    """Verify the hash chain; exit 1 naming the first broken record."""
+    """Verify the hash chain; exit 1 naming the first broken entry (request) by its seq."""
     try:
         url, _ = _resolve(store, state)
     except BadInputError as exc:
@@ -339,8 +339,10 @@ def verify(store: StoreOpt = None, state: StateOpt = None) -> None:
     if result.ok:
         typer.echo(f"OK: {result.detail}")
         return
-    where = f"seq {result.first_broken_seq}" if result.first_broken_seq is not None else "head"
-    typer.echo(f"BROKEN at {where}: {result.detail} ({result.checked} checked)", err=True)
+    where = (
+        f"entry seq {result.first_broken_seq}" if result.first_broken_seq is not None else "head"
+    )
+    typer.echo(f"BROKEN at {where}: {result.detail} ({result.checked} entries checked)", err=True)
     raise typer.Exit(1)
 
 

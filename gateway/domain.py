@@ -188,7 +188,9 @@ class StatistiekCel:
 
 @strawberry.type(description="One record of the accountability trail (for security teams and FGs).")
 class AuditRegel:
-    volgnummer: int
+    volgnummer: int = strawberry.field(
+        description="Position of the request's entry in the hash chain (shared by its rows)."
+    )
     tijdstip: str
     traceId: str
     organisatie: str

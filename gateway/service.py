@@ -7,23 +7,19 @@ audit batch → answer. If the commit fails the answer is ``AUDIT_UNAVAILABLE`` 
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import strawberry
 from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql import execute as graphql_execute
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
-from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionContext
 from strawberry.types import ExecutionResult as StrawberryResult
 
+from gateway.answer import REQUEST_LEVEL, Answer, error_answer, format_error
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -36,116 +32,18 @@ from gateway.auth import Authenticator, Principal
 from gateway.cache import RecordCache
 from gateway.context import RequestState
 from gateway.document import Document, DocumentCache
-from gateway.domain import Date
 from gateway.errors import Code, GatewayError
+from gateway.execution import build_schema
 from gateway.fetch import Registries
 from gateway.introspection import filtered_schema
 from gateway.plan import RequestPlan, build_plan
 from gateway.policy import Grant, Policy
 from gateway.quota import QuotaStore
 from gateway.resolve import check_vnummer, fetcher_for
-from gateway.schema import Query, schema_config, schema_coordinates
+from gateway.schema import schema_coordinates
 from gateway.tracing import RequestSpan, SpanSink
 
 log = logging.getLogger("ketenpoort.service")
-
-REQUEST_LEVEL = {
-    Code.UNAUTHENTICATED,
-    Code.PURPOSE_REQUIRED,
-    Code.PURPOSE_NOT_GRANTED,
-    Code.PURPOSE_SUSPENDED,
-    Code.PURPOSE_FORBIDDEN,
-    Code.TOO_MANY_SUBJECTS,
-    Code.QUOTA_EXCEEDED,
-    Code.QUOTA_UNAVAILABLE,
-    Code.QUERY_TOO_COMPLEX,
-    Code.PERSISTED_QUERY_NOT_FOUND,
-    Code.BAD_USER_INPUT,
-    Code.AUDIT_UNAVAILABLE,
-}
-
-
-class KetenpoortSchema(strawberry.Schema):
-    """Strawberry's schema, logging only what is unexpected (refusals are not errors of ours).
-
-    Messages are not logged: they could carry input values. Type and path are enough to find
-    the cause in the trace.
-    """
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        for error in errors:
-            original = error.original_error
-            if original is not None and not isinstance(original, GatewayError):
-                log.error(
-                    "internal error at %s: %s",
-                    error.path,
-                    type(original).__name__,
-                    exc_info=(type(original), original, original.__traceback__),
-                )
-
-
-class PreparedDocument(SchemaExtension):
-    """Hands strawberry the document the gateway already parsed and validated.
-
-    The gateway needs the document before execution (to plan, check limits and fetch), so it
-    parses and validates it first (:mod:`gateway.document`, cached by text); strawberry then
-    neither parses nor validates it again.
-    """
-
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        state: RequestState = context.context
-        context.graphql_document = state.document
-        context.pre_execution_errors = []  # validated: see gateway.document
-        yield
-
-
-def build_schema() -> KetenpoortSchema:
-    """The gateway's schema. Nothing of ours runs per field or per hook inside strawberry:
-    limits, plan, caps, quota and fetching are decided before execution
-    (:meth:`Gateway.prepare`), so a refusal never reaches a resolver."""
-    return KetenpoortSchema(query=Query, extensions=[PreparedDocument], config=schema_config())
-
-
-@dataclass(slots=True)
-class Answer:
-    """An HTTP answer: status, JSON body, extra headers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def error_answer(error: GatewayError) -> Answer:
-    headers = {}
-    if "retryAfter" in error.extensions:
-        headers["retry-after"] = str(error.extensions["retryAfter"])
-    return Answer(
-        error.http_status,
-        {"data": None, "errors": [{"message": error.message, "extensions": error.extensions}]},
-        headers,
-    )
-
-
-def format_error(error: GraphQLError, default: Code = Code.BAD_USER_INPUT) -> dict[str, Any]:
-    """A GraphQL error as sent: a stable code always (``default`` where graphql-core gave
-    none: validation and variable errors); internal errors masked."""
-    original = error.original_error
-    formatted: dict[str, Any]
-    if original is None or isinstance(original, GatewayError) or "code" in (error.extensions or {}):
-        formatted = error.formatted  # type: ignore[assignment]
-        extensions = dict(formatted.get("extensions") or {})
-        extensions.setdefault("code", default.value)
-        return {**formatted, "extensions": extensions}
-    formatted = {"message": "Internal error.", "extensions": {"code": Code.INTERNAL_ERROR.value}}
-    if error.path is not None:
-        formatted["path"] = error.path
-    return formatted
 
 
 class Gateway:
@@ -620,4 +518,4 @@ class Gateway:
         return given, refused
 
 
-__all__ = ["Answer", "Date", "Gateway", "build_schema", "format_error"]
+__all__ = ["Gateway"]

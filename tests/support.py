@@ -18,10 +18,10 @@ from urllib.parse import urlparse, urlunparse
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.answer import Answer
 from gateway.app import Running
 from gateway.auth import load_or_create_dev_key, mint_dev_token
 from gateway.config import Settings
-from gateway.service import Answer
 
 POSTGRES_URL = os.environ.get(
     "KETENPOORT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

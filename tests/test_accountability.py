@@ -35,10 +35,10 @@ from graphql import (
 )
 from typer.testing import CliRunner
 
+from gateway.answer import Answer
 from gateway.app import Running
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
 from gateway.cli import app as cli_app
-from gateway.service import Answer
 from mocks import Faults, Registries
 from tests.conftest import StartGateway
 from tests.support import caller, drop_database, fresh_database
@@ -761,7 +761,7 @@ async def test_broken_store_fails_closed_and_recovers_without_restart(
     before = await dtv.query(DTV_QUERY, {"v": persons[:1]})
     assert before.status == 200 and before.body["data"]["vreemdelingen"][0] is not None
 
-    await store.execute("ALTER TABLE audit_record RENAME TO audit_record_weg")
+    await store.execute("ALTER TABLE audit_entry RENAME TO audit_entry_weg")
     broken_traces: list[str] = []
     attempts = [
         (dtv, DTV_QUERY, {"v": persons}),  # data fetched, not released
@@ -781,7 +781,7 @@ async def test_broken_store_fails_closed_and_recovers_without_restart(
         assert not any(v in text for v in persons)
     assert mock_registries.bvv.served, "the registries were asked: only the release was stopped"
 
-    await store.execute("ALTER TABLE audit_record_weg RENAME TO audit_record")
+    await store.execute("ALTER TABLE audit_entry_weg RENAME TO audit_entry")
     after = await dtv.query(DTV_QUERY, {"v": persons})
     assert after.status == 200, after.body
     people = after.body["data"]["vreemdelingen"]
@@ -818,7 +818,7 @@ async def test_audit_verify_passes_untouched_and_names_the_altered_record(
 
     victim = records[len(records) // 2]
     await store.execute(
-        f"UPDATE audit_record SET officer = 'iemand-anders' WHERE seq = {victim.seq}"  # noqa: S608
+        f"UPDATE audit_entry SET officer = 'iemand-anders' WHERE seq = {victim.seq}"  # noqa: S608
     )
     broken = await asyncio.to_thread(cli, store, "audit", "verify")
     assert broken.exit_code != 0, broken.output

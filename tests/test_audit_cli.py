@@ -145,7 +145,8 @@ def test_search_filters_and_json(env: Env) -> None:
     result = invoke("search", "--trace-id", trace, "--json")
     assert {r["trace_id"] for r in json.loads(result.output)} == {trace}
     result = invoke("search", "--since", "1d", "--until", "2999-01-01", "--limit", "2", "--json")
-    assert [r["seq"] for r in json.loads(result.output)] == [1, 2]
+    # seq is the request's entry: the first two records are both of the first request
+    assert [r["seq"] for r in json.loads(result.output)] == [1, 1]
     result = invoke("search", "--until", "2000-01-01T00:00:00+01:00")
     assert result.exit_code == 0
     assert "0 record(s)" in result.output
@@ -192,18 +193,38 @@ def test_report_markdown_and_json(env: Env) -> None:
     assert {a["organisation"] for a in again["accesses"]} == {"NVIK", "KETENPOORT"}
 
 
-def test_verify_ok_then_names_the_tampered_record(env: Env) -> None:
+def test_verify_ok_then_names_the_tampered_entry(env: Env) -> None:
+    env.seed()
     env.seed()
     env.seed()
     result = invoke("verify")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 6 records verified")
+    assert result.output.startswith("OK: 3 entries (9 records) verified")
 
     with sqlite3.connect(env.db) as conn:
-        conn.execute("UPDATE audit_record SET reason = 'R9' WHERE seq = 5")
+        conn.execute("UPDATE audit_entry SET officer = 'agent-8' WHERE seq = 2")
     result = invoke("verify")
     assert result.exit_code == 1
-    assert "BROKEN at seq 5" in result.output
+    assert "BROKEN at entry seq 2: entry 2: entry row altered" in result.output
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("UPDATE audit_entry SET officer = 'agent-7' WHERE seq = 2")
+    assert invoke("verify").exit_code == 0
+
+    # The person's line in an entry: moved to another person, then removed.
+    other = env.pseudonym(OTHER)
+    with sqlite3.connect(env.db) as conn:
+        conn.execute(
+            "UPDATE audit_entry_subject SET subject = ? WHERE entry_seq = 3 AND position = 0",
+            (other,),
+        )
+    result = invoke("verify")
+    assert result.exit_code == 1
+    assert "BROKEN at entry seq 3: entry 3: subject row altered" in result.output
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("DELETE FROM audit_entry_subject WHERE entry_seq = 3")
+    result = invoke("verify")
+    assert result.exit_code == 1
+    assert "BROKEN at entry seq 3: entry 3: subject row added or removed" in result.output
 
 
 def test_purge(env: Env) -> None:
@@ -249,11 +270,26 @@ def test_bad_input_is_one_line_and_exit_2(env: Env, args: list[str], message: st
 def test_unavailable_store_exits_1(env: Env) -> None:
     env.seed()
     with sqlite3.connect(env.db) as conn:
-        conn.execute("ALTER TABLE audit_record RENAME TO hidden")
+        conn.execute("ALTER TABLE audit_entry RENAME TO hidden")
     result = invoke("search")
     assert result.exit_code == 1
     assert "audit store unavailable" in result.output
     assert "Traceback" not in result.output
+
+
+def test_old_per_record_layout_is_refused_with_a_clear_message(env: Env) -> None:
+    env.state.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("CREATE TABLE audit_record (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL)")
+        conn.execute("INSERT INTO audit_record VALUES (1, ?)", ("ab" * 32,))
+    for args in (["verify"], ["search"]):
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        assert "earlier one-row-per-record layout (table audit_record)" in result.output
+        assert "Traceback" not in result.output
+    with sqlite3.connect(env.db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"audit_record"}, "nothing of the new layout was mixed in"
 
 
 def test_missing_officer_is_refused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

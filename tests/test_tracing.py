@@ -193,9 +193,9 @@ async def test_no_raw_vnummer_in_exported_spans_or_logs(
     assert refused.status == 403
     # The audit store failing (an error logged by the writer), then recovering.
     db = state / "audit.db"
-    _sqlite(db, "ALTER TABLE audit_record RENAME TO audit_record_weg")
+    _sqlite(db, "ALTER TABLE audit_entry RENAME TO audit_entry_weg")
     down = await ask(dtv, ALL_REGISTRIES, {"v": used[15:17]})
-    _sqlite(db, "ALTER TABLE audit_record_weg RENAME TO audit_record")
+    _sqlite(db, "ALTER TABLE audit_entry_weg RENAME TO audit_entry")
     assert down.status == 503
     # And a request without traceparent.
     plain = await dtv.query(ALL_REGISTRIES, {"v": used[17:20]})

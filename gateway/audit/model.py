@@ -2,9 +2,12 @@
 
 The hot path never builds a row per field. It hands the store one :class:`AuditBatch`: the
 request's context (who, why, when, which trace), the plan's decisions (shared, immutable tuples
-computed once per document and principal) and the data subjects each decision applied to. The
-store expands a batch into one :class:`AuditRecord` per (data subject, coordinate) when it
-writes; that expansion is the store's cost, not the resolver's.
+computed once per document and principal) and the data subjects each decision applied to.
+
+The store keeps that shape (see :mod:`gateway.audit.chain`): one entry per request (the hash
+chain's unit), one line per data subject naming its decision set, and each distinct decision
+tuple once. Logically the trail still holds one :class:`AuditRecord` per (data subject,
+decision): searches expand entries into records on read.
 """
 
 from __future__ import annotations
@@ -82,10 +85,14 @@ class AuditBatch:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One row of the trail, as stored and as returned by searches.
+    """One logical record of the trail (one data subject × one decision), as searches return it.
 
     ``status`` is the LDV status of the record: ``"OK"`` for given, ``"ERROR"`` otherwise.
-    ``recorded_at``, ``seq``, ``prev_hash`` and ``hash`` are set by the store.
+    ``recorded_at``, ``seq``, ``prev_hash`` and ``hash`` are set by the store and are those of
+    the record's *entry*, the request it belongs to: every record of one request shares its
+    ``seq`` (the entry's position in the hash chain, gap-free and monotonic across requests),
+    ``prev_hash`` and ``hash``. Within a request, records come in the batch's order: subject
+    by subject, each subject's decisions in plan order, the request-level decisions last.
     """
 
     seq: int
@@ -126,5 +133,7 @@ class AuditQuery:
     trace_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    limit: int = 1000
-    after_seq: int | None = None  # keyset paging: only records with a larger seq
+    limit: int = 1000  # records (a page may end inside a request's entry)
+    # Keyset paging by entry: only records of entries with a larger seq. A full page may end
+    # inside an entry; :func:`gateway.audit.report.search_all` pages without losing records.
+    after_seq: int | None = None

@@ -1,11 +1,15 @@
 """The scale-out audit store: PostgreSQL through an asyncpg pool (DESIGN "Stores and scale").
 
+Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
+``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).
+
 Each group of batches is one transaction: lock the one-row chain head (``SELECT ... FOR
-UPDATE``), link the records after it, ``COPY`` them in, move the head. The row lock makes the
-chain linear across every gateway process sharing the database; seq is the head's counter, so
-it has no gaps (a sequence would leave gaps on rollback). ``recorded_at`` is the server's
-``clock_timestamp()`` under that lock (one clock for all processes), never earlier than the
-previous transaction's.
+UPDATE``, which also says which of the group's decision sets exist), write the missing sets,
+link the entries after the head, ``COPY`` entries and subject rows in, move the head. The row
+lock makes the chain linear across every gateway process sharing the database; seq is the
+head's counter, so it has no gaps (a sequence would leave gaps on rollback). ``recorded_at`` is
+the server's ``clock_timestamp()`` under that lock (one clock for all processes), never earlier
+than the previous transaction's.
 
 Every connection runs with ``synchronous_commit = on`` whatever the server's default, because
 ``commit()`` promises durability before the response leaves.
@@ -19,47 +23,61 @@ from typing import Any
 import asyncpg
 
 from gateway.audit.chain import (
+    ENTRY_COLUMNS,
     GENESIS_HASH,
-    RECORD_COLUMNS,
-    ROW_COLUMNS,
-    ChainWalker,
+    SUBJECT_COLUMNS,
+    ChainHead,
     PreparedBatch,
     VerifyResult,
     link,
-    to_record,
     ts,
+    walk_chain,
 )
 from gateway.audit.model import AuditQuery, AuditRecord
 from gateway.audit.store import AuditUnavailable
-from gateway.audit.writer import GroupCommitStore, build_where
+from gateway.audit.writer import (
+    OLD_TABLE,
+    SEARCH_SELECT,
+    TABLES,
+    Expander,
+    GroupCommitStore,
+    build_where,
+    old_layout_message,
+)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_record (
+CREATE TABLE IF NOT EXISTS audit_entry (
     seq                    bigint PRIMARY KEY,
     trace_id               text NOT NULL,
     span_id                text NOT NULL,
     parent_span_id         text,
     start_time             timestamptz NOT NULL,
     end_time               timestamptz NOT NULL,
-    status                 text NOT NULL,
     processing_activity_id text,
-    data_subject_id        text,
-    data_subject_id_type   text,
     organisation_oin       text NOT NULL,
     organisation           text NOT NULL,
     officer                text NOT NULL,
     roles                  text NOT NULL,
     purpose                text,
     legal_basis            text,
-    coordinate             text NOT NULL,
-    path                   text NOT NULL,
-    decision               text NOT NULL,
-    reason                 text NOT NULL,
-    registry               text,
     policy_version         text NOT NULL,
+    subject_count          integer NOT NULL,
+    record_count           integer NOT NULL,
+    subjects_hash          text NOT NULL,
     recorded_at            timestamptz NOT NULL,
     prev_hash              text NOT NULL,
     hash                   text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_entry_subject (
+    entry_seq    bigint NOT NULL,
+    position     integer NOT NULL,
+    subject      text,
+    decision_set text NOT NULL,
+    PRIMARY KEY (entry_seq, position)
+);
+CREATE TABLE IF NOT EXISTS audit_decision_set (
+    id       text PRIMARY KEY,
+    encoding bytea NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit_chain_head (
     id          integer PRIMARY KEY CHECK (id = 1),
@@ -69,30 +87,52 @@ CREATE TABLE IF NOT EXISTS audit_chain_head (
     anchor_seq  bigint NOT NULL,
     anchor_hash text NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_record_subject ON audit_record (data_subject_id, seq);
-CREATE INDEX IF NOT EXISTS audit_record_officer ON audit_record (officer, seq);
-CREATE INDEX IF NOT EXISTS audit_record_org ON audit_record (organisation, seq);
-CREATE INDEX IF NOT EXISTS audit_record_oin ON audit_record (organisation_oin, seq);
-CREATE INDEX IF NOT EXISTS audit_record_purpose ON audit_record (purpose, seq);
-CREATE INDEX IF NOT EXISTS audit_record_trace ON audit_record (trace_id);
-CREATE INDEX IF NOT EXISTS audit_record_start ON audit_record (start_time);
-CREATE INDEX IF NOT EXISTS audit_record_recorded ON audit_record (recorded_at);
+CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_org ON audit_entry (organisation, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
+CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
+CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
+CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
 """
+
 
 # Any constant works; it only has to be the same in every gateway process.
 _MIGRATION_LOCK = 0x4B50_4155  # "KPAU"
+# The head (locked), the server's clock, and which of the given decision sets exist.
 _HEAD_FOR_UPDATE = (
-    "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash, clock_timestamp() AS now "
+    "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash, clock_timestamp() AS now, "
+    "ARRAY(SELECT id FROM audit_decision_set WHERE id = ANY($1::text[])) AS present "
     "FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+)
+_INSERT_SETS = (
+    "INSERT INTO audit_decision_set (id, encoding) "
+    "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO NOTHING"
 )
 _SET_HEAD = (
     "UPDATE audit_chain_head SET seq = $1, hash = $2, recorded_at = $3, anchor_seq = $4, "
     "anchor_hash = $5 WHERE id = 1"
 )
-_SELECT = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_record"  # noqa: S608 (constant)
+_SELECT_ENTRIES = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608 (constant columns)
+    "WHERE seq > $1 ORDER BY seq LIMIT $2"
+)
+_SELECT_SUBJECTS = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq > $1 AND entry_seq <= $2 ORDER BY entry_seq, position"
+)
+_SELECT_SETS = "SELECT id, encoding FROM audit_decision_set WHERE id = ANY($1::text[])"
+_STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= $1 OR entry_seq > $2"
+_PING = (
+    "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
+    "(SELECT 1 FROM audit_entry WHERE seq = 0), "
+    "(SELECT 1 FROM audit_entry_subject WHERE entry_seq = 0 LIMIT 1), "
+    "(SELECT 1 FROM audit_decision_set WHERE id = '')"
+)
 _ACQUIRE_TIMEOUT = 10.0
 _COMMAND_TIMEOUT = 30.0
-_VERIFY_PREFETCH = 5_000
+_SEARCH_CHUNK = 2_000
 
 
 async def _init_connection(conn: Any) -> None:
@@ -130,22 +170,30 @@ class PostgresAuditStore(GroupCommitStore):
         async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Two processes starting together must not both run CREATE TABLE.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            # Migration must not paper over a records table that vanished from a used chain.
-            if await conn.fetchval(
-                "SELECT to_regclass('audit_chain_head') IS NOT NULL "
-                "AND to_regclass('audit_record') IS NULL"
-            ):
+            present = {
+                row["name"]
+                for row in await conn.fetch(
+                    "SELECT name FROM unnest($1::text[]) AS name "
+                    "WHERE to_regclass(quote_ident(name)) IS NOT NULL",
+                    [OLD_TABLE, "audit_chain_head", *TABLES],
+                )
+            }
+            if OLD_TABLE in present:
+                raise AuditUnavailable(old_layout_message("the PostgreSQL database"))
+            missing = [t for t in TABLES if t not in present]
+            if "audit_chain_head" in present and missing:
+                # Migration must not paper over tables that vanished from a used chain.
                 head = await conn.fetchval("SELECT seq FROM audit_chain_head WHERE id = 1")
                 if head is not None and head > 0:
                     raise AuditUnavailable(
-                        f"audit_record table is missing but the chain head records seq {head} "
-                        "(damage or tampering); not recreating it"
+                        f"audit table(s) {', '.join(missing)} missing but the chain head records "
+                        f"seq {head} (damage or tampering); not recreating them"
                     )
             await conn.execute(_SCHEMA)
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
-                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_record)"):
+                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(
-                        "audit chain head is missing while records exist "
+                        "audit chain head is missing while entries exist "
                         "(damage or tampering): run `ketenpoort audit verify`"
                     )
                 await conn.execute(
@@ -158,8 +206,12 @@ class PostgresAuditStore(GroupCommitStore):
             await pool.close()
 
     @staticmethod
-    async def _lock_head(conn: Any) -> tuple[Any, dt.datetime]:
-        head = await conn.fetchrow(_HEAD_FOR_UPDATE)
+    def _set_ids(batches: list[PreparedBatch]) -> list[str]:
+        return list({set_id: None for prepared in batches for set_id in prepared.sets})
+
+    @staticmethod
+    async def _lock_head(conn: Any, set_ids: list[str]) -> tuple[Any, dt.datetime]:
+        head = await conn.fetchrow(_HEAD_FOR_UPDATE, set_ids)
         if head is None:
             raise RuntimeError("audit chain head row is missing")
         now: dt.datetime = head["now"]
@@ -167,24 +219,50 @@ class PostgresAuditStore(GroupCommitStore):
             now = head["recorded_at"]  # keep recorded_at monotonic: purges delete prefixes
         return head, now
 
+    @staticmethod
+    async def _append(
+        conn: Any,
+        batches: list[PreparedBatch],
+        *,
+        head: Any,
+        now: dt.datetime,
+        anchor: tuple[int, str],
+    ) -> None:
+        """Write the missing decision sets, the linked entries and subject rows, the head."""
+        present = set(head["present"])
+        missing = {
+            set_id: encoding
+            for prepared in batches
+            for set_id, encoding in prepared.sets.items()
+            if set_id not in present
+        }
+        if missing:
+            await conn.execute(_INSERT_SETS, list(missing), list(missing.values()))
+        entries, subjects, seq, last = link(
+            batches,
+            head_seq=head["seq"],
+            head_hash=head["hash"],
+            recorded_at=now,
+            recorded_at_text=ts(now),
+        )
+        await conn.copy_records_to_table("audit_entry", records=entries, columns=ENTRY_COLUMNS)
+        await conn.copy_records_to_table(
+            "audit_entry_subject", records=subjects, columns=SUBJECT_COLUMNS
+        )
+        await conn.execute(_SET_HEAD, seq, last, now, *anchor)
+
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            head, now = await self._lock_head(conn)
-            rows, seq, last = link(
-                batches,
-                head_seq=head["seq"],
-                head_hash=head["hash"],
-                recorded_at=now,
-                recorded_at_text=ts(now),
+            head, now = await self._lock_head(conn, self._set_ids(batches))
+            await self._append(
+                conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
             )
-            await conn.copy_records_to_table("audit_record", records=rows, columns=ROW_COLUMNS)
-            await conn.execute(_SET_HEAD, seq, last, now, head["anchor_seq"], head["anchor_hash"])
 
     async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
         pool = self._require_pool()
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            head, now = await self._lock_head(conn)
+            head, now = await self._lock_head(conn, self._set_ids([record]))
             anchor_seq, anchor_hash = head["anchor_seq"], head["anchor_hash"]
             deleted = 0
             try:
@@ -193,41 +271,48 @@ class PostgresAuditStore(GroupCommitStore):
                 cutoff = None  # older than the calendar: nothing qualifies
             if cutoff is not None:
                 young = await conn.fetchval(
-                    "SELECT min(seq) FROM audit_record WHERE recorded_at >= $1", cutoff
+                    "SELECT min(seq) FROM audit_entry WHERE recorded_at >= $1", cutoff
                 )
                 # Only a prefix of the chain may go: the anchor must be one hash.
                 last_gone = head["seq"] if young is None else young - 1
                 if last_gone > anchor_seq:
                     kept = await conn.fetchval(
-                        "SELECT hash FROM audit_record WHERE seq = $1", last_gone
+                        "SELECT hash FROM audit_entry WHERE seq = $1", last_gone
                     )
                     if kept is None:
                         raise RuntimeError(
-                            f"audit record {last_gone} is missing; run verify before purging"
+                            f"audit entry {last_gone} is missing; run verify before purging"
                         )
-                    status = await conn.execute(
-                        "DELETE FROM audit_record WHERE seq <= $1", last_gone
+                    deleted = await conn.fetchval(
+                        "SELECT coalesce(sum(record_count), 0) FROM audit_entry WHERE seq <= $1",
+                        last_gone,
                     )
-                    deleted = int(status.split()[-1])  # "DELETE <n>"
+                    await conn.execute(
+                        "DELETE FROM audit_entry_subject WHERE entry_seq <= $1", last_gone
+                    )
+                    await conn.execute("DELETE FROM audit_entry WHERE seq <= $1", last_gone)
                     anchor_seq, anchor_hash = last_gone, kept
-            rows, seq, last = link(
-                [record],
-                head_seq=head["seq"],
-                head_hash=head["hash"],
-                recorded_at=now,
-                recorded_at_text=ts(now),
-            )
-            await conn.copy_records_to_table("audit_record", records=rows, columns=ROW_COLUMNS)
-            await conn.execute(_SET_HEAD, seq, last, now, anchor_seq, anchor_hash)
-            return deleted
+            await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
+            return int(deleted)
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda n: f"${n}")
-        sql = f"{_SELECT}{where} ORDER BY seq LIMIT ${len(params) + 1}"
+        # Each subject row yields at least one record: q.limit rows are always enough.
+        sql = f"{SEARCH_SELECT}{where} ORDER BY e.seq, s.position LIMIT ${len(params) + 1}"
+        expander = Expander(self.decision_sets, q.limit)
         pool = self._require_pool()
-        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
-            rows = await conn.fetch(sql, *params, q.limit)
-        return [to_record(row) for row in rows]
+        async with (
+            pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            cursor = await conn.cursor(sql, *params, q.limit)
+            while chunk := await cursor.fetch(_SEARCH_CHUNK):
+                wanted = expander.missing(chunk)
+                if wanted:
+                    expander.add_sets(wanted, await conn.fetch(_SELECT_SETS, wanted))
+                if expander.feed(chunk):
+                    break
+        return expander.records
 
     async def _verify(self) -> VerifyResult:
         pool = self._require_pool()
@@ -241,27 +326,38 @@ class PostgresAuditStore(GroupCommitStore):
             )
             if head is None:
                 return VerifyResult(False, 0, None, "audit chain head row is missing")
-            walker = ChainWalker(
-                anchor_seq=head["anchor_seq"],
-                anchor_hash=head["anchor_hash"],
-                head_seq=head["seq"],
-                head_hash=head["hash"],
+
+            async def entries_after(after: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_ENTRIES, after, n)
+                return rows
+
+            async def subjects_between(lo: int, hi: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SUBJECTS, lo, hi)
+                return rows
+
+            async def sets_named(ids: list[str]) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SETS, ids)
+                return rows
+
+            async def stray(anchor: int, head_seq: int) -> int:
+                return int(await conn.fetchval(_STRAY_SUBJECTS, anchor, head_seq))
+
+            return await walk_chain(
+                ChainHead(
+                    seq=head["seq"],
+                    hash=head["hash"],
+                    anchor_seq=head["anchor_seq"],
+                    anchor_hash=head["anchor_hash"],
+                ),
+                entries_after=entries_after,
+                subjects_between=subjects_between,
+                sets_named=sets_named,
+                stray_subject_rows=stray,
             )
-            page: list[Any] = []
-            async for row in conn.cursor(f"{_SELECT} ORDER BY seq", prefetch=_VERIFY_PREFETCH):
-                page.append(row)
-                if len(page) >= _VERIFY_PREFETCH:
-                    broken = walker.feed(page)
-                    if broken is not None:
-                        return broken
-                    page = []
-            broken = walker.feed(page)
-            return broken if broken is not None else walker.finish()
 
     async def _ping(self) -> None:
         pool = self._require_pool()
         async with pool.acquire(timeout=2.0) as conn:
-            head = await conn.fetchval("SELECT seq FROM audit_chain_head WHERE id = 1", timeout=2.0)
+            head = await conn.fetchval(_PING, timeout=2.0)
             if head is None:
                 raise RuntimeError("audit chain head row is missing")
-            await conn.fetchval("SELECT 1 FROM audit_record WHERE seq = 0", timeout=2.0)

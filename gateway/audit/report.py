@@ -7,6 +7,7 @@ span), with the fields given, refused (with the reason) and failed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
 from gateway.audit.store import AuditStore
 
-#: Records read per search while building a report (keyset paging on seq).
+#: Records read per search while building a report (keyset paging on the entry seq).
 _PAGE = 5_000
 
 
@@ -136,14 +137,33 @@ def build_report(subject: str, records: list[AuditRecord]) -> SubjectReport:
     return SubjectReport(subject=subject, generated_at=dt.datetime.now(dt.UTC), accesses=accesses)
 
 
+async def search_all(
+    store: AuditStore, query: AuditQuery, *, page: int = _PAGE
+) -> list[AuditRecord]:
+    """Every record matching ``query`` (its ``limit`` ignored), read in pages of about ``page``.
+
+    Records of one request share their entry's seq and ``after_seq`` pages by entry, so a full
+    page may end inside an entry: its last entry is read again with the next page (and a single
+    entry larger than a page is read with a larger one).
+    """
+    records: list[AuditRecord] = []
+    after = query.after_seq
+    size = page
+    while True:
+        got = await store.search(dataclasses.replace(query, limit=size, after_seq=after))
+        if len(got) < size:
+            records.extend(got)
+            return records
+        last = got[-1].seq
+        complete = [r for r in got if r.seq != last]
+        if not complete:  # one entry fills the page: read it whole
+            size *= 2
+            continue
+        records.extend(complete)
+        after = complete[-1].seq
+        size = page
+
+
 async def subject_report(store: AuditStore, pseudonym: str) -> SubjectReport:
     """Every recorded access to the subject with this pseudonym (all pages of the trail)."""
-    records: list[AuditRecord] = []
-    after: int | None = None
-    while True:
-        page = await store.search(AuditQuery(subject=pseudonym, limit=_PAGE, after_seq=after))
-        records.extend(page)
-        if len(page) < _PAGE:
-            break
-        after = page[-1].seq
-    return build_report(pseudonym, records)
+    return build_report(pseudonym, await search_all(store, AuditQuery(subject=pseudonym)))

@@ -1,5 +1,8 @@
 """The embedded audit store: one SQLite file in WAL mode (DESIGN "Stores and scale").
 
+Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
+``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).
+
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``. With WAL, ``NORMAL`` survives an
 application crash but may lose the last transactions on power loss or an OS crash, because the
 WAL is not fsynced at each commit. ``commit()`` promises the records are durable before the
@@ -20,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,48 +33,62 @@ from urllib.parse import quote
 import aiosqlite
 
 from gateway.audit.chain import (
+    ENTRY_COLUMNS,
     GENESIS_HASH,
-    RECORD_COLUMNS,
-    ROW_COLUMNS,
-    ChainWalker,
+    SUBJECT_COLUMNS,
+    ChainHead,
     PreparedBatch,
     VerifyResult,
     link,
-    to_record,
     ts,
+    walk_chain,
 )
 from gateway.audit.model import AuditQuery, AuditRecord
 from gateway.audit.store import AuditUnavailable
-from gateway.audit.writer import GroupCommitStore, build_where
+from gateway.audit.writer import (
+    OLD_TABLE,
+    SEARCH_SELECT,
+    TABLES,
+    Expander,
+    GroupCommitStore,
+    build_where,
+    old_layout_message,
+)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_record (
+CREATE TABLE IF NOT EXISTS audit_entry (
     seq                    INTEGER PRIMARY KEY,
     trace_id               TEXT NOT NULL,
     span_id                TEXT NOT NULL,
     parent_span_id         TEXT,
     start_time             TEXT NOT NULL,
     end_time               TEXT NOT NULL,
-    status                 TEXT NOT NULL,
     processing_activity_id TEXT,
-    data_subject_id        TEXT,
-    data_subject_id_type   TEXT,
     organisation_oin       TEXT NOT NULL,
     organisation           TEXT NOT NULL,
     officer                TEXT NOT NULL,
     roles                  TEXT NOT NULL,
     purpose                TEXT,
     legal_basis            TEXT,
-    coordinate             TEXT NOT NULL,
-    path                   TEXT NOT NULL,
-    decision               TEXT NOT NULL,
-    reason                 TEXT NOT NULL,
-    registry               TEXT,
     policy_version         TEXT NOT NULL,
+    subject_count          INTEGER NOT NULL,
+    record_count           INTEGER NOT NULL,
+    subjects_hash          TEXT NOT NULL,
     recorded_at            TEXT NOT NULL,
     prev_hash              TEXT NOT NULL,
     hash                   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_entry_subject (
+    entry_seq    INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    subject      TEXT,
+    decision_set TEXT NOT NULL,
+    PRIMARY KEY (entry_seq, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_decision_set (
+    id       TEXT PRIMARY KEY,
+    encoding BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_chain_head (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     seq         INTEGER NOT NULL,
@@ -78,23 +97,53 @@ CREATE TABLE IF NOT EXISTS audit_chain_head (
     anchor_seq  INTEGER NOT NULL,
     anchor_hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_record_subject ON audit_record (data_subject_id, seq);
-CREATE INDEX IF NOT EXISTS audit_record_officer ON audit_record (officer, seq);
-CREATE INDEX IF NOT EXISTS audit_record_org ON audit_record (organisation, seq);
-CREATE INDEX IF NOT EXISTS audit_record_oin ON audit_record (organisation_oin, seq);
-CREATE INDEX IF NOT EXISTS audit_record_purpose ON audit_record (purpose, seq);
-CREATE INDEX IF NOT EXISTS audit_record_trace ON audit_record (trace_id);
-CREATE INDEX IF NOT EXISTS audit_record_start ON audit_record (start_time);
-CREATE INDEX IF NOT EXISTS audit_record_recorded ON audit_record (recorded_at);
+CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_org ON audit_entry (organisation, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
+CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
+CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
+CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
 """
 
-_INSERT = (
-    f"INSERT INTO audit_record ({', '.join(ROW_COLUMNS)}) "  # noqa: S608 (constant columns)
-    f"VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+
+_INSERT_ENTRY = (
+    f"INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "  # noqa: S608 (constant columns)
+    f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"
 )
-_SELECT = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_record"  # noqa: S608
+_INSERT_SUBJECT = (
+    f"INSERT INTO audit_entry_subject ({', '.join(SUBJECT_COLUMNS)}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?)"
+)
+_INSERT_SET = "INSERT INTO audit_decision_set (id, encoding) VALUES (?, ?) ON CONFLICT DO NOTHING"
+# The head, and which of the given decision sets exist (under the write lock: stable).
+_HEAD_AND_SETS = (
+    "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash, "
+    "(SELECT json_group_array(id) FROM audit_decision_set "
+    " WHERE id IN (SELECT value FROM json_each(?))) "
+    "FROM audit_chain_head WHERE id = 1"
+)
 _HEAD = "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash FROM audit_chain_head WHERE id = 1"
-_VERIFY_PAGE = 5_000
+_SELECT_ENTRIES = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_SELECT_SUBJECTS = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq > ? AND entry_seq <= ? ORDER BY entry_seq, position"
+)
+_SELECT_SETS = (
+    "SELECT id, encoding FROM audit_decision_set WHERE id IN (SELECT value FROM json_each(?))"
+)
+_STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= ? OR entry_seq > ?"
+_PING = (
+    "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
+    "(SELECT 1 FROM audit_entry WHERE seq = 0), "
+    "(SELECT 1 FROM audit_entry_subject WHERE entry_seq = 0 LIMIT 1), "
+    "(SELECT 1 FROM audit_decision_set WHERE id = '')"
+)
+_SEARCH_CHUNK = 500
 _BUSY_TIMEOUT_MS = 10_000
 
 
@@ -174,6 +223,11 @@ class SQLiteAuditStore(GroupCommitStore):
         async with conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
+    @staticmethod
+    async def _all(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> list[Any]:
+        async with conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
     # ---- backend hooks -------------------------------------------------------------------
 
     async def _open_backend(self) -> None:
@@ -186,13 +240,13 @@ class SQLiteAuditStore(GroupCommitStore):
                     self._rconn = self._wconn
             conn = self._wconn
             try:
-                await self._refuse_missing_records_table(conn)
+                await self._refuse_foreign_or_damaged(conn)
                 await conn.executescript(_SCHEMA)
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, _HEAD) is None:
-                    if await self._one(conn, "SELECT 1 FROM audit_record LIMIT 1") is not None:
+                    if await self._one(conn, "SELECT 1 FROM audit_entry LIMIT 1") is not None:
                         raise AuditUnavailable(
-                            "audit chain head is missing while records exist "
+                            "audit chain head is missing while entries exist "
                             "(damage or tampering): run `ketenpoort audit verify`"
                         )
                     await conn.execute(
@@ -204,81 +258,108 @@ class SQLiteAuditStore(GroupCommitStore):
                 await self._rollback(conn)
                 raise
 
-    async def _refuse_missing_records_table(self, conn: aiosqlite.Connection) -> None:
-        """Migration must not paper over a records table that vanished from a used chain."""
-        async with conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name IN ('audit_record', 'audit_chain_head')"
-        ) as cursor:
-            tables = {row[0] for row in await cursor.fetchall()}
-        if "audit_chain_head" in tables and "audit_record" not in tables:
-            head = await self._one(conn, "SELECT seq FROM audit_chain_head WHERE id = 1")
-            if head is not None and head[0] > 0:
-                raise AuditUnavailable(
-                    f"audit_record table is missing but the chain head records seq {head[0]} "
-                    "(damage or tampering); not recreating it"
-                )
+    async def _refuse_foreign_or_damaged(self, conn: aiosqlite.Connection) -> None:
+        """No mixing with the old layout; no papering over tables gone from a used chain."""
+        rows = await self._all(
+            conn,
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?, ?, ?)",
+            (OLD_TABLE, "audit_chain_head", *TABLES),
+        )
+        tables = {row[0] for row in rows}
+        if OLD_TABLE in tables:
+            raise AuditUnavailable(
+                old_layout_message(f"the SQLite file {self._file or ':memory:'}")
+            )
+        if "audit_chain_head" in tables:
+            missing = [t for t in TABLES if t not in tables]
+            if missing:
+                head = await self._one(conn, "SELECT seq FROM audit_chain_head WHERE id = 1")
+                if head is not None and head[0] > 0:
+                    raise AuditUnavailable(
+                        f"audit table(s) {', '.join(missing)} missing but the chain head records "
+                        f"seq {head[0]} (damage or tampering); not recreating them"
+                    )
 
     async def _close_backend(self) -> None:
         for conn in {id(c): c for c in (self._wconn, self._rconn) if c is not None}.values():
             await conn.close()
         self._wconn = self._rconn = None
 
-    async def _begin_write(self, conn: aiosqlite.Connection) -> tuple[Any, dt.datetime]:
-        """Take the write lock, read the head; the monotonic ``recorded_at`` for this tx."""
+    async def _begin_write(
+        self, conn: aiosqlite.Connection, set_ids: Sequence[str]
+    ) -> tuple[Any, dt.datetime, set[str]]:
+        """Take the write lock, read the head and which of ``set_ids`` exist; the monotonic
+        ``recorded_at`` for this transaction."""
         await conn.execute("BEGIN IMMEDIATE")
-        head = await self._one(conn, _HEAD)
+        head = await self._one(conn, _HEAD_AND_SETS, (json.dumps(list(set_ids)),))
         if head is None:
             raise RuntimeError("audit chain head row is missing")
         now = dt.datetime.now(dt.UTC)
         if head[2] is not None and ts(now) < head[2]:
             # The wall clock stepped back: keep recorded_at monotonic so purges stay prefixes.
             now = dt.datetime.fromisoformat(head[2])
-        return head, now
+        return head, now, set(json.loads(head[5]))
+
+    async def _append(
+        self,
+        conn: aiosqlite.Connection,
+        batches: list[PreparedBatch],
+        *,
+        head: Any,
+        now: dt.datetime,
+        present: set[str],
+        anchor: tuple[int, str],
+    ) -> None:
+        """Write the missing decision sets, the linked entries and subject rows, the head."""
+        missing = {
+            set_id: encoding
+            for prepared in batches
+            for set_id, encoding in prepared.sets.items()
+            if set_id not in present
+        }
+        if missing:
+            await conn.executemany(_INSERT_SET, missing.items())
+        now_text = ts(now)
+        entries, subjects, seq, last = link(
+            batches,
+            head_seq=head[0],
+            head_hash=head[1],
+            recorded_at=now_text,
+            recorded_at_text=now_text,
+        )
+        await conn.executemany(_INSERT_ENTRY, entries)
+        await conn.executemany(_INSERT_SUBJECT, subjects)
+        async with conn.execute(
+            "UPDATE audit_chain_head SET seq = ?, hash = ?, recorded_at = ?, anchor_seq = ?, "
+            "anchor_hash = ? WHERE id = 1",
+            (seq, last, now_text, *anchor),
+        ) as cursor:
+            if cursor.rowcount != 1:
+                raise RuntimeError("audit chain head row is missing")
+
+    @staticmethod
+    def _set_ids(batches: list[PreparedBatch]) -> list[str]:
+        return list({set_id: None for prepared in batches for set_id in prepared.sets})
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         async with self._wlock:
             conn = await self._writer_conn()
             try:
-                head, now = await self._begin_write(conn)
-                now_text = ts(now)
-                rows, seq, last = link(
-                    batches,
-                    head_seq=head[0],
-                    head_hash=head[1],
-                    recorded_at=now_text,
-                    recorded_at_text=now_text,
+                head, now, present = await self._begin_write(conn, self._set_ids(batches))
+                await self._append(
+                    conn, batches, head=head, now=now, present=present, anchor=(head[3], head[4])
                 )
-                await conn.executemany(_INSERT, rows)
-                await self._set_head(conn, seq, last, now_text, head[3], head[4])
                 await conn.execute("COMMIT")
             except BaseException:
                 await self._rollback(conn)
                 raise
 
-    async def _set_head(
-        self,
-        conn: aiosqlite.Connection,
-        seq: int,
-        hash_: str,
-        recorded_at: str,
-        anchor_seq: int,
-        anchor_hash: str,
-    ) -> None:
-        async with conn.execute(
-            "UPDATE audit_chain_head SET seq = ?, hash = ?, recorded_at = ?, anchor_seq = ?, "
-            "anchor_hash = ? WHERE id = 1",
-            (seq, hash_, recorded_at, anchor_seq, anchor_hash),
-        ) as cursor:
-            if cursor.rowcount != 1:
-                raise RuntimeError("audit chain head row is missing")
-
     async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
         async with self._wlock:
             conn = await self._writer_conn()
             try:
-                head, now = await self._begin_write(conn)
-                head_seq, head_hash, _, anchor_seq, anchor_hash = head
+                head, now, present = await self._begin_write(conn, self._set_ids([record]))
+                head_seq, anchor_seq, anchor_hash = head[0], head[3], head[4]
                 try:
                     cutoff: str | None = ts(now - older_than)
                 except OverflowError:
@@ -286,35 +367,37 @@ class SQLiteAuditStore(GroupCommitStore):
                 deleted = 0
                 if cutoff is not None:
                     young = await self._one(
-                        conn,
-                        "SELECT min(seq) FROM audit_record WHERE recorded_at >= ?",
-                        (cutoff,),
+                        conn, "SELECT min(seq) FROM audit_entry WHERE recorded_at >= ?", (cutoff,)
                     )
                     # Only a prefix of the chain may go: the anchor must be one hash.
                     last_gone = head_seq if young[0] is None else young[0] - 1
                     if last_gone > anchor_seq:
                         kept = await self._one(
-                            conn, "SELECT hash FROM audit_record WHERE seq = ?", (last_gone,)
+                            conn, "SELECT hash FROM audit_entry WHERE seq = ?", (last_gone,)
                         )
                         if kept is None:
                             raise RuntimeError(
-                                f"audit record {last_gone} is missing; run verify before purging"
+                                f"audit entry {last_gone} is missing; run verify before purging"
                             )
-                        async with conn.execute(
-                            "DELETE FROM audit_record WHERE seq <= ?", (last_gone,)
-                        ) as cursor:
-                            deleted = cursor.rowcount
+                        counted = await self._one(
+                            conn,
+                            "SELECT coalesce(sum(record_count), 0) FROM audit_entry WHERE seq <= ?",
+                            (last_gone,),
+                        )
+                        deleted = int(counted[0])
+                        await conn.execute(
+                            "DELETE FROM audit_entry_subject WHERE entry_seq <= ?", (last_gone,)
+                        )
+                        await conn.execute("DELETE FROM audit_entry WHERE seq <= ?", (last_gone,))
                         anchor_seq, anchor_hash = last_gone, kept[0]
-                now_text = ts(now)
-                rows, seq, last = link(
+                await self._append(
+                    conn,
                     [record],
-                    head_seq=head_seq,
-                    head_hash=head_hash,
-                    recorded_at=now_text,
-                    recorded_at_text=now_text,
+                    head=head,
+                    now=now,
+                    present=present,
+                    anchor=(anchor_seq, anchor_hash),
                 )
-                await conn.executemany(_INSERT, rows)
-                await self._set_head(conn, seq, last, now_text, anchor_seq, anchor_hash)
                 await conn.execute("COMMIT")
                 return deleted
             except BaseException:
@@ -324,16 +407,29 @@ class SQLiteAuditStore(GroupCommitStore):
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda _n: "?")
         params = [ts(p) if isinstance(p, dt.datetime) else p for p in params]
-        sql = f"{_SELECT}{where} ORDER BY seq LIMIT ?"
+        # Each subject row yields at least one record: q.limit rows are always enough.
+        sql = f"{SEARCH_SELECT}{where} ORDER BY e.seq, s.position LIMIT ?"
+        expander = Expander(self.decision_sets, q.limit)
         async with self._rlock:
             conn = await self._reader_conn()
             try:
-                async with conn.execute(sql, (*params, q.limit)) as cursor:
-                    rows = await cursor.fetchall()
+                # One read transaction: the rows and the sets they name from one snapshot.
+                await conn.execute("BEGIN")
+                try:
+                    async with conn.execute(sql, (*params, q.limit)) as cursor:
+                        while chunk := await cursor.fetchmany(_SEARCH_CHUNK):
+                            wanted = expander.missing(chunk)
+                            if wanted:
+                                found = await self._all(conn, _SELECT_SETS, (json.dumps(wanted),))
+                                expander.add_sets(wanted, found)
+                            if expander.feed(chunk):
+                                break
+                finally:
+                    await self._rollback(conn)
             except sqlite3.DatabaseError:
                 await self._drop(conn)  # reconnect next time: the file may have been replaced
                 raise
-        return [to_record(row) for row in rows]
+        return expander.records
 
     async def _verify(self) -> VerifyResult:
         async with self._rlock:
@@ -344,27 +440,33 @@ class SQLiteAuditStore(GroupCommitStore):
                 head = await self._one(conn, _HEAD)
                 if head is None:
                     return VerifyResult(False, 0, None, "audit chain head row is missing")
-                walker = ChainWalker(
-                    anchor_seq=head[3], anchor_hash=head[4], head_seq=head[0], head_hash=head[1]
+
+                async def entries_after(after: int, n: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_ENTRIES, (after, n))
+
+                async def subjects_between(lo: int, hi: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_SUBJECTS, (lo, hi))
+
+                async def sets_named(ids: list[str]) -> list[Any]:
+                    return await self._all(conn, _SELECT_SETS, (json.dumps(ids),))
+
+                async def stray(anchor: int, head_seq: int) -> int:
+                    row = await self._one(conn, _STRAY_SUBJECTS, (anchor, head_seq))
+                    return int(row[0])
+
+                return await walk_chain(
+                    ChainHead(seq=head[0], hash=head[1], anchor_seq=head[3], anchor_hash=head[4]),
+                    entries_after=entries_after,
+                    subjects_between=subjects_between,
+                    sets_named=sets_named,
+                    stray_subject_rows=stray,
                 )
-                after = -(2**63)
-                while True:
-                    async with conn.execute(
-                        f"{_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (after, _VERIFY_PAGE)
-                    ) as cursor:
-                        rows = list(await cursor.fetchall())
-                    if not rows:
-                        return walker.finish()
-                    broken = walker.feed(rows)
-                    if broken is not None:
-                        return broken
-                    after = rows[-1][0]
             finally:
                 await self._rollback(conn)
 
     async def _ping(self) -> None:
         async with self._rlock:
             conn = await self._reader_conn()
-            if await self._one(conn, "SELECT seq FROM audit_chain_head WHERE id = 1") is None:
+            row = await self._one(conn, _PING)
+            if row is None or row[0] is None:
                 raise RuntimeError("audit chain head row is missing")
-            await self._one(conn, "SELECT 1 FROM audit_record WHERE seq = 0")

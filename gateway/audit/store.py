@@ -29,24 +29,29 @@ class AuditStore(Protocol):
 
     Contract:
 
-    * ``open()`` connects and creates or migrates the schema; idempotent, safe to run from
-      several processes at once. It is the only place that creates tables: a table missing at
-      commit time is an error (it may be tampering), never silently recreated.
+    * ``open()`` connects and creates the schema; idempotent, safe to run from several
+      processes at once. It is the only place that creates tables: a table missing at commit
+      time is an error (it may be tampering), never silently recreated. It refuses a database
+      holding the earlier one-row-per-record layout (table ``audit_record``).
     * ``close()`` waits for commits already accepted, then releases connections.
-    * ``commit(batch)`` returns only when every record of the batch is durably committed, in one
-      transaction together with (possibly) other concurrent batches of this process (group
-      commit). On any failure it raises :class:`AuditUnavailable` and nothing of the batch is
-      committed; the next call simply tries again (reconnecting if needed).
-    * Records get ``seq`` (gap-free, monotonic), ``recorded_at`` (UTC, monotonic),
-      ``prev_hash`` and ``hash`` from the store; the chain is linear even with several
-      processes writing to one PostgreSQL database.
-    * ``search(q)`` returns matching records ordered by ``seq`` (at most ``q.limit``).
-    * ``verify()`` walks the whole chain and reports the first broken record.
-    * ``purge(older_than, context)`` deletes the longest prefix of the chain whose records were
-      recorded more than ``older_than`` ago, keeps the last deleted hash as the chain's anchor
-      (so ``verify`` still passes), and appends a record of the purge itself (coordinate
-      ``Audit.purge``, decision given, reason ``RETENTION_PURGE``, no data subject) in the same
-      transaction. Returns the number of records deleted.
+    * ``commit(batch)`` returns only when the batch is durably committed (as one entry of the
+      chain), in one transaction together with (possibly) other concurrent batches of this
+      process (group commit). On any failure it raises :class:`AuditUnavailable` and nothing
+      of the batch is committed; the next call simply tries again (reconnecting if needed).
+    * Each batch becomes one entry with ``seq`` (gap-free, monotonic), ``recorded_at`` (UTC,
+      monotonic), ``prev_hash`` and ``hash``, which every record of the batch carries; the
+      chain is linear even with several processes writing to one PostgreSQL database.
+    * ``search(q)`` returns matching logical records (one per data subject × decision) ordered
+      by ``seq``, then batch order (at most ``q.limit``); a search by subject returns only that
+      subject's records.
+    * ``verify()`` walks the whole chain and reports the first broken entry (by seq) and what
+      is wrong with it (entry row, subject rows or decision sets); ``checked`` counts entries.
+    * ``purge(older_than, context)`` deletes the longest prefix of the chain whose entries were
+      recorded more than ``older_than`` ago (with their subject rows), keeps the last deleted
+      hash as the chain's anchor (so ``verify`` still passes), and appends an entry recording
+      the purge itself (coordinate ``Audit.purge``, decision given, reason
+      ``RETENTION_PURGE``, no data subject) in the same transaction. Returns the number of
+      logical records deleted.
     * ``ready()`` is true when the store can be reached and its writer is running.
 
     There is no other way to update or delete records.

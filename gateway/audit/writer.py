@@ -2,7 +2,7 @@
 
 Every request awaits a durable commit before its response leaves (DESIGN "One request", step 9).
 A transaction per request would make the database's fsync the gateway's throughput limit, so
-``commit()`` only expands its batch (in the caller's task) and queues it; a single writer task
+``commit()`` only encodes its batch (in the caller's task) and queues it; a single writer task
 takes everything queued so far, writes it in one transaction and resolves each caller's future.
 While that transaction runs, new batches queue up and form the next group, so coalescing adds
 no waiting when the store is idle. A failed transaction fails every batch in it; the next group
@@ -15,10 +15,20 @@ import asyncio
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gateway.audit.chain import PreparedBatch, VerifyResult, prepare
+from gateway.audit.chain import (
+    ENTRY_COLUMNS,
+    DecisionSets,
+    PreparedBatch,
+    StoredEntry,
+    VerifyResult,
+    decode_decisions,
+    prepare,
+    read_entry,
+)
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -47,10 +57,42 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
+#: The tables of the layout (all must exist once the chain has entries; see
+#: :mod:`gateway.audit.chain`).
+TABLES = ("audit_entry", "audit_entry_subject", "audit_decision_set")
+#: The table of the earlier one-row-per-record layout: a database holding it is refused.
+OLD_TABLE = "audit_record"
+
+
+def old_layout_message(where: str) -> str:
+    """Why a database of the earlier per-record layout is refused by ``open()``."""
+    return (
+        f"{where} holds an audit trail in the earlier one-row-per-record layout (table "
+        f"{OLD_TABLE}); this version stores one entry per request (audit_entry, "
+        "audit_entry_subject, audit_decision_set) and does not mix or convert layouts: "
+        "keep that trail as it is and point KETENPOORT_AUDIT_STORE at a new database"
+    )
+
+
+#: What searches select: the entry's columns (:data:`ENTRY_COLUMNS` order), then the subject
+#: row's subject and decision set id. The constant sub-select (evaluated once) makes every
+#: search read all three tables, so a missing one fails it even when this process already
+#: knows every decision set it needs.
+SEARCH_SELECT = (
+    "SELECT "  # noqa: S608 (constant column names)
+    + ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)
+    + ", s.subject, s.decision_set, (SELECT 1 FROM audit_decision_set WHERE id = '') "
+    "FROM audit_entry e JOIN audit_entry_subject s ON s.entry_seq = e.seq"
+)
+_SUBJECT_AT = len(ENTRY_COLUMNS)
+_SET_AT = _SUBJECT_AT + 1
+
+
 def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
     """The WHERE clause (with leading ``WHERE`` or empty) and parameters of a search.
 
-    ``since`` (inclusive) and ``until`` (exclusive) compare with ``start_time``, when the access
+    Entry columns are ``e.*``, the subject row ``s.*`` (see :data:`SEARCH_SELECT`). ``since``
+    (inclusive) and ``until`` (exclusive) compare with ``start_time``, when the access
     happened. ``placeholder(n)`` renders the n-th (1-based) parameter marker. Times go in as
     ``datetime``; a backend storing text converts them with :func:`~gateway.audit.chain.ts`.
     """
@@ -62,24 +104,93 @@ def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
         clauses.append(sql.format(placeholder(len(params))))
 
     if q.subject is not None:
-        add("data_subject_id = {}", q.subject)
+        add("s.subject = {}", q.subject)
     if q.officer is not None:
-        add("officer = {}", q.officer)
+        add("e.officer = {}", q.officer)
     if q.organisation is not None:
         # An OIN is 20 digits; a policy organisation id is not.
-        column = "organisation_oin" if q.organisation.isdigit() else "organisation"
+        column = "e.organisation_oin" if q.organisation.isdigit() else "e.organisation"
         add(column + " = {}", q.organisation)
     if q.purpose is not None:
-        add("purpose = {}", q.purpose)
+        add("e.purpose = {}", q.purpose)
     if q.trace_id is not None:
-        add("trace_id = {}", q.trace_id)
+        add("e.trace_id = {}", q.trace_id)
     if q.since is not None:
-        add("start_time >= {}", _aware(q.since))
+        add("e.start_time >= {}", _aware(q.since))
     if q.until is not None:
-        add("start_time < {}", _aware(q.until))
+        add("e.start_time < {}", _aware(q.until))
     if q.after_seq is not None:
-        add("seq > {}", q.after_seq)
+        add("e.seq > {}", q.after_seq)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class Expander:
+    """Turns search rows (:data:`SEARCH_SELECT`) into logical records, up to a limit.
+
+    Feed chunks in order; before each, read the decision sets :meth:`missing` names and hand
+    them to :meth:`add_sets`. Each row yields one record per decision of its set, so a search
+    never needs more than ``limit`` rows.
+    """
+
+    __slots__ = ("_entry", "_limit", "_local", "_sets", "records")
+
+    def __init__(self, sets: DecisionSets, limit: int) -> None:
+        self._sets = sets
+        self._limit = limit
+        self._local: dict[str, tuple[FieldDecision, ...]] = {}
+        self._entry: StoredEntry | None = None
+        self.records: list[AuditRecord] = []
+
+    def missing(self, chunk: Iterable[Any]) -> list[str]:
+        """Decision set ids of ``chunk`` whose decisions are not known yet."""
+        wanted: set[str] = set()
+        for row in chunk:
+            set_id = row[_SET_AT]
+            if set_id in self._local:
+                continue
+            known = self._sets.decoded(set_id)
+            if known is None:
+                wanted.add(set_id)
+            else:
+                self._local[set_id] = known
+        return sorted(wanted)
+
+    def add_sets(self, wanted: Iterable[str], found: Iterable[tuple[str, bytes]]) -> None:
+        """Decode the sets read for ``wanted``; a missing or unreadable one is an error."""
+        stored = {
+            str(set_id): bytes(encoding)
+            for set_id, encoding in found
+            if isinstance(encoding, bytes | bytearray | memoryview)
+        }
+        for set_id in wanted:
+            encoding = stored.get(set_id)
+            if encoding is None:
+                raise AuditUnavailable(
+                    f"audit decision set {set_id[:12]}… is missing (damage or tampering): "
+                    "run `ketenpoort audit verify`"
+                )
+            try:
+                decisions = decode_decisions(encoding)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise AuditUnavailable(
+                    f"audit decision set {set_id[:12]}… is unreadable (damage or tampering): "
+                    "run `ketenpoort audit verify`"
+                ) from exc
+            self._local[set_id] = decisions
+            self._sets.remember(set_id, decisions)
+
+    def feed(self, chunk: Iterable[Any]) -> bool:
+        """Expand rows; true once ``limit`` records are there (stop reading)."""
+        records = self.records
+        for row in chunk:
+            entry = self._entry
+            if entry is None or entry.seq != row[0]:
+                entry = self._entry = read_entry(row)
+            records.extend(entry.records(row[_SUBJECT_AT], self._local[row[_SET_AT]]))
+            if len(records) >= self._limit:
+                del records[self._limit :]
+                return True
+        return False
 
 
 @dataclass(slots=True)
@@ -98,10 +209,13 @@ class GroupCommitStore(ABC):
 
     #: Whether the backend stores timestamps as canonical text (SQLite) or ``datetime``.
     text_timestamps: ClassVar[bool]
-    #: Upper bound of records per transaction (a group always takes at least one batch).
-    max_records_per_transaction: ClassVar[int] = 50_000
+    #: Upper bound of rows (entries + subject rows) per transaction (a group always takes at
+    #: least one batch).
+    max_rows_per_transaction: ClassVar[int] = 20_000
 
     def __init__(self) -> None:
+        #: Decision sets this process has encoded or read (see :class:`DecisionSets`).
+        self.decision_sets = DecisionSets()
         self._jobs: list[_Job] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -119,11 +233,16 @@ class GroupCommitStore(ABC):
 
     @abstractmethod
     async def _write(self, batches: list[PreparedBatch]) -> None:
-        """Link and insert ``batches`` in one transaction, after the current chain head."""
+        """Link and insert ``batches`` in one transaction, after the current chain head.
+
+        The transaction also writes the decision sets the batches use that the database does
+        not hold yet (checked under the head lock, so a set deleted behind the store's back
+        is written again rather than referred to in vain)."""
 
     @abstractmethod
     async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
-        """Delete the old prefix, move the anchor, append ``record``: one transaction."""
+        """Delete the old prefix of entries (and their subject rows), move the anchor, append
+        ``record``: one transaction. Returns the number of logical records deleted."""
 
     @abstractmethod
     async def _search(self, q: AuditQuery) -> list[AuditRecord]: ...
@@ -165,10 +284,10 @@ class GroupCommitStore(ABC):
     async def commit(self, batch: AuditBatch) -> None:
         """Durably commit ``batch``; :class:`AuditUnavailable` and nothing stored otherwise."""
         try:
-            prepared = prepare(batch, text_timestamps=self.text_timestamps)
+            prepared = prepare(batch, self.decision_sets, text_timestamps=self.text_timestamps)
         except ValueError as exc:
             raise AuditUnavailable(f"audit batch rejected: {exc}") from exc
-        if not prepared.entries:
+        if not prepared.subjects:
             return  # nothing was resolved, nothing to record
         await self._submit(_Job(prepared, self._new_future()))
 
@@ -182,7 +301,7 @@ class GroupCommitStore(ABC):
             request_decisions=[PURGE_DECISION],
         )
         try:
-            prepared = prepare(batch, text_timestamps=self.text_timestamps)
+            prepared = prepare(batch, self.decision_sets, text_timestamps=self.text_timestamps)
         except ValueError as exc:
             raise AuditUnavailable(f"purge record rejected: {exc}") from exc
         return await self._submit(_Job(prepared, self._new_future(), older_than))
@@ -199,7 +318,7 @@ class GroupCommitStore(ABC):
             raise AuditUnavailable(f"audit search failed ({type(exc).__name__})") from exc
 
     async def verify(self) -> VerifyResult:
-        """Walk the whole chain; the result names the first broken record."""
+        """Walk the whole chain; the result names the first broken entry."""
         try:
             return await self._verify()
         except AuditUnavailable:
@@ -241,7 +360,7 @@ class GroupCommitStore(ABC):
         count, n = 0, 0
         while n < len(jobs) and jobs[n].purge_older_than is None:
             size = len(jobs[n].prepared)
-            if n and count + size > self.max_records_per_transaction:
+            if n and count + size > self.max_rows_per_transaction:
                 break
             count += size
             n += 1

@@ -1,0 +1,70 @@
+"""What a caller receives: an HTTP status, a JSON body with stable error codes.
+
+Every error carries ``extensions.code``; an error the gateway did not mean to give (an internal
+one) is masked, keeping only its path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLError
+
+from gateway.errors import Code, GatewayError
+
+#: Codes that refuse a request as a whole: their HTTP status is the answer's status.
+REQUEST_LEVEL = {
+    Code.UNAUTHENTICATED,
+    Code.PURPOSE_REQUIRED,
+    Code.PURPOSE_NOT_GRANTED,
+    Code.PURPOSE_SUSPENDED,
+    Code.PURPOSE_FORBIDDEN,
+    Code.TOO_MANY_SUBJECTS,
+    Code.QUOTA_EXCEEDED,
+    Code.QUOTA_UNAVAILABLE,
+    Code.QUERY_TOO_COMPLEX,
+    Code.PERSISTED_QUERY_NOT_FOUND,
+    Code.BAD_USER_INPUT,
+    Code.AUDIT_UNAVAILABLE,
+}
+
+
+@dataclass(slots=True)
+class Answer:
+    """An HTTP answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_answer(error: GatewayError) -> Answer:
+    headers = {}
+    if "retryAfter" in error.extensions:
+        headers["retry-after"] = str(error.extensions["retryAfter"])
+    return Answer(
+        error.http_status,
+        {"data": None, "errors": [{"message": error.message, "extensions": error.extensions}]},
+        headers,
+    )
+
+
+def format_error(error: GraphQLError, default: Code = Code.BAD_USER_INPUT) -> dict[str, Any]:
+    """A GraphQL error as sent: a stable code always (``default`` where graphql-core gave
+    none: validation and variable errors); internal errors masked."""
+    original = error.original_error
+    formatted: dict[str, Any]
+    if original is None or isinstance(original, GatewayError) or "code" in (error.extensions or {}):
+        formatted = error.formatted  # type: ignore[assignment]
+        extensions = dict(formatted.get("extensions") or {})
+        extensions.setdefault("code", default.value)
+        return {**formatted, "extensions": extensions}
+    formatted = {"message": "Internal error.", "extensions": {"code": Code.INTERNAL_ERROR.value}}
+    if error.path is not None:
+        formatted["path"] = error.path
+    return formatted
