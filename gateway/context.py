@@ -1,7 +1,7 @@
 """The per-request state that resolvers see as ``info.context``.
 
-It holds the principal, the purpose and its grant, the plan (set by the planning extension once
-the document is validated), the fetcher, and the accesses to record. Resolvers only append to
+It holds the principal, the purpose and its grant, the plan (set before execution, once the
+document is validated), the fetcher, and the accesses to record. Resolvers only append to
 ``accesses``; the service turns them into one audit batch after execution.
 """
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from gateway.fetch import PersonFetcher, PersonOutcome, Registries
     from gateway.plan import RequestPlan, RootPlan
     from gateway.policy import Grant, Purpose
-    from gateway.service import Gateway
 
 
 @dataclass(slots=True)
@@ -55,5 +54,3 @@ class RequestState:
     accesses: list[Access] = field(default_factory=list)
     request_decisions: list[FieldDecision] = field(default_factory=list)
     subjects_reserved: int = 0
-    #: The service running this request (the planning extension calls back into it).
-    service: Gateway | None = None

@@ -18,7 +18,7 @@ from gateway.context import RequestState
 from gateway.errors import GatewayError
 from gateway.schema import Query, schema_config
 
-log = logging.getLogger("ketenpoort.service")
+log = logging.getLogger("ketenpoort.execution")
 
 
 class KetenpoortSchema(strawberry.Schema):

@@ -1,8 +1,9 @@
 """Root-field resolution: persons, searches, statistics and trail searches.
 
-Each function reads the request's plan (computed once per document and grant), fetches what it
-permits, lays the plan's refusals over the registry objects and notes every person it returns
-or refuses, for the audit batch. Nothing here runs per field.
+Each function reads the request's plan (computed once per document and grant), takes the
+persons fetched before execution (or fetches a search's results), lays the plan's refusals over
+the registry objects and notes every person it returns or refuses, for the audit batch.
+Nothing here runs per field.
 """
 
 from __future__ import annotations

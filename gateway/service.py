@@ -1,13 +1,14 @@
 """The gateway service: one request from headers to an answer, recorded before it is sent.
 
 Order of a request (DESIGN.md, One request): trace → authenticate → purpose → parse/validate
-(cached) → plan, limits, caps, quota (the planning extension) → fetch and resolve → commit the
-audit batch → answer. If the commit fails the answer is ``AUDIT_UNAVAILABLE`` and no data.
+(cached by text) → plan (cached per document and grant), limits, caps, quota → fetch every
+person named, one batch per registry → execute (strawberry; refusals are already laid over the
+registry objects) → commit the audit batch → answer. If the commit fails the answer is
+``AUDIT_UNAVAILABLE`` and no data.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -42,8 +43,6 @@ from gateway.quota import QuotaStore
 from gateway.resolve import check_vnummer, fetcher_for
 from gateway.schema import schema_coordinates
 from gateway.tracing import RequestSpan, SpanSink
-
-log = logging.getLogger("ketenpoort.service")
 
 
 class Gateway:
@@ -379,7 +378,6 @@ class Gateway:
             audit_store=self.audit_store,
             pseudonym=self.pseudonym,
         )
-        state.service = self
         context = self._context(
             principal, officer, grant.purpose.id, grant, activity, span, started
         )
