@@ -237,14 +237,15 @@ class RedisQuotaStore:
         url: str,
         prefix: str = "ketenpoort:quota:",
         *,
-        timeout: float = 0.5,
+        timeout: float = 1.0,
         op_timeout: float = 1.5,
-        max_connections: int = 64,
+        max_connections: int = 16,
     ) -> None:
         self._prefix = prefix
         self._op_timeout = op_timeout
-        # A blocking pool bounds the connections one process opens under a burst; waiting for a
-        # free connection is bounded too, and the script is sub-millisecond, so it rarely waits.
+        # A blocking pool bounds the connections one process opens under a burst (opening many at
+        # once on a loaded machine is what makes connects slow); waiting for a free connection is
+        # bounded too, and the script is sub-millisecond, so a few connections serve a burst.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
