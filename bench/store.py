@@ -16,13 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
-
-import asyncpg
+from urllib.parse import urlparse
 
 from bench.common import POSTGRES_URL
 from gateway.audit.model import AuditBatch
 from gateway.audit.store import AuditStore, open_store
+from tests import support
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,35 +36,16 @@ QUICK_STORE = StoreCounts(seconds=0.3, max_batches=32)
 
 
 async def require_postgres() -> None:
-    try:
-        connection = await asyncio.wait_for(asyncpg.connect(POSTGRES_URL), 5)
-    except Exception as exc:
-        raise RuntimeError(
-            f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc}); "
-            "the benchmark needs it (set KETENPOORT_BENCH_POSTGRES)."
-        ) from exc
-    await connection.close()
+    await support.require_postgres(POSTGRES_URL, "KETENPOORT_BENCH_POSTGRES")
 
 
 async def fresh_database() -> tuple[str, str]:
-    """A new, uniquely named database on the PostgreSQL server: (its URL, its name)."""
-    await require_postgres()
-    name = f"ketenpoort_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parsed = urlparse(POSTGRES_URL)
-    return urlunparse(parsed._replace(path=f"/{name}")), name
+    """A new, uniquely named database on the benchmark's PostgreSQL server: (URL, name)."""
+    return await support.fresh_database(POSTGRES_URL, "ketenpoort_bench")
 
 
 async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await support.drop_database(name, POSTGRES_URL)
 
 
 def fresh_batch(template: AuditBatch) -> AuditBatch:

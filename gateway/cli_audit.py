@@ -239,6 +239,27 @@ def _line(r: AuditRecord) -> str:
 # ---- commands ---------------------------------------------------------------------------
 
 
+def _recorded_search(
+    url: str,
+    query: AuditQuery,
+    *,
+    officer: str,
+    coordinate: str,
+    subject: str | None,
+    started: dt.datetime,
+) -> list[AuditRecord]:
+    """Search the trail and record the search itself (viewing the log is processing too)."""
+
+    async def action(s: AuditStore) -> list[AuditRecord]:
+        found = await s.search(query)
+        await _record_use(
+            s, officer=officer, coordinate=coordinate, subject=subject, started=started
+        )
+        return found
+
+    return _run(url, action)
+
+
 @app.command()
 def search(
     vnummer: Annotated[str | None, typer.Option("--vnummer", help="Data subject.")] = None,
@@ -277,14 +298,9 @@ def search(
     except BadInputError as exc:
         _fail(str(exc), 2)
 
-    async def action(s: AuditStore) -> list[AuditRecord]:
-        found = await s.search(query)
-        await _record_use(
-            s, officer=me, coordinate="Audit.search", subject=subject, started=started
-        )
-        return found
-
-    records = _run(url, action)
+    records = _recorded_search(
+        url, query, officer=me, coordinate="Audit.search", subject=subject, started=started
+    )
     if as_json:
         typer.echo(json.dumps([record_to_dict(r) for r in records], indent=2))
         return
@@ -412,14 +428,9 @@ def anomalies(
     except BadInputError as exc:
         _fail(str(exc), 2)
 
-    async def action(s: AuditStore) -> list[AuditRecord]:
-        found = await s.search(query)
-        await _record_use(
-            s, officer=me, coordinate="Audit.anomalies", subject=None, started=started
-        )
-        return found
-
-    records = _run(url, action)
+    records = _recorded_search(
+        url, query, officer=me, coordinate="Audit.anomalies", subject=None, started=started
+    )
     if len(records) >= limit:
         typer.echo(
             f"warning: read the oldest {limit} records of the window only; raise --limit or "

@@ -29,13 +29,16 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("KETENPOORT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-async def require_postgres() -> None:
+async def require_postgres(
+    server: str = POSTGRES_URL, setting: str = "KETENPOORT_TEST_POSTGRES"
+) -> None:
+    """Fail with a message naming the server (and the setting that moves it) if it is down."""
     try:
-        connection = await asyncio.wait_for(asyncpg.connect(POSTGRES_URL), 5)
+        connection = await asyncio.wait_for(asyncpg.connect(server), 5)
     except Exception as exc:
         raise AssertionError(
-            f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc}). "
-            "It is a test prerequisite (see README); set KETENPOORT_TEST_POSTGRES."
+            f"PostgreSQL is not reachable at {server} ({type(exc).__name__}: {exc}). "
+            f"It is a prerequisite (see README); set {setting}."
         ) from exc
     await connection.close()
 
@@ -53,21 +56,22 @@ async def require_redis() -> None:
         await client.aclose()
 
 
-async def fresh_database() -> tuple[str, str]:
+async def fresh_database(
+    server: str = POSTGRES_URL, prefix: str = "ketenpoort_test"
+) -> tuple[str, str]:
     """Create a uniquely named database; return (its URL, its name). Drop it with drop_database."""
-    await require_postgres()
-    name = f"ketenpoort_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(POSTGRES_URL)
+    await require_postgres(server)
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    parsed = urlparse(POSTGRES_URL)
-    return urlunparse(parsed._replace(path=f"/{name}")), name
+    return urlunparse(urlparse(server)._replace(path=f"/{name}")), name
 
 
-async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(POSTGRES_URL)
+async def drop_database(name: str, server: str = POSTGRES_URL) -> None:
+    admin = await asyncpg.connect(server)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
