@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -184,8 +185,17 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             return _json(
                 error_answer(GatewayError(Code.BAD_USER_INPUT, "The body must be a JSON object."))
             )
-        # Starlette's header names are lower-case already.
-        return _json(await holder["running"].gateway.handle(request.headers, payload))
+        try:
+            # Starlette's header names are lower-case already.
+            answer = await holder["running"].gateway.handle(request.headers, payload)
+        except Exception as exc:  # a bug of ours: no data, no detail, a stable code
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            # Type and place only: an exception's message could carry input values.
+            log.error(
+                "internal error %s at %s:%s", type(exc).__name__, where.filename, where.lineno
+            )
+            answer = error_answer(GatewayError(Code.INTERNAL_ERROR, "Internal error."))
+        return _json(answer)
 
     async def graphql_get(_: Request) -> Response:
         if not settings.development:
