@@ -395,7 +395,7 @@ class Gateway:
             )
         assert document.node is not None
         state.document = document.node
-        given = variables or {}
+        given = document.variables(operation_name, variables)
         try:
             plan = self.plan_for(state, document, query, operation_name, given)
             await self.prepare(state, plan, given)

@@ -123,3 +123,20 @@ async def test_unknown_person_is_null(
     )
     answer = await who.query(BVV_ONLY, {"v": unknown})
     assert answer.body == {"data": {"vreemdeling": None}}
+
+
+async def test_variable_defaults_name_the_persons(
+    gateway: Running, mock_registries: Registries, tmp_path: Path
+) -> None:
+    """A V-nummer given as a variable's default is looked up like a given one."""
+    who = ind_caller(gateway, tmp_path)
+    person = vnummers(mock_registries, 1, start=300)[0]
+    for operation_name in (None, "Persoon"):
+        query = (
+            f'query Persoon($v: ID! = "{person}") '
+            "{ vreemdeling(vnummer: $v) { vnummer naam { geslachtsnaam } } }"
+        )
+        payload_name = {} if operation_name is None else {"operationName": operation_name}
+        answer = await gateway.gateway.handle(who.headers(), {"query": query, **payload_name})
+        assert answer.status == 200, answer.body
+        assert answer.body["data"]["vreemdeling"]["vnummer"] == person
