@@ -7,6 +7,7 @@ one) is masked, keeping only its path.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,12 @@ def error_answer(error: GatewayError) -> Answer:
         {"data": None, "errors": [{"message": error.message, "extensions": error.extensions}]},
         headers,
     )
+
+
+def input_errors(errors: Iterable[GraphQLError], code: Code) -> list[dict[str, Any]]:
+    """Errors about the caller's own document or variables, all with ``code``: whatever
+    caused them (a scalar refusing a value, say), they are the caller's input, not ours."""
+    return [{**error.formatted, "extensions": {"code": code.value}} for error in errors]
 
 
 def format_error(error: GraphQLError, default: Code = Code.BAD_USER_INPUT) -> dict[str, Any]:

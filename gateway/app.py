@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             )
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             payload = None
         if not isinstance(payload, dict):
             return _json(

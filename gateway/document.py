@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from graphql import (
-    DocumentNode,
-    GraphQLError,
-    GraphQLSchema,
-    OperationDefinitionNode,
-    parse,
-    specified_rules,
-    value_from_ast_untyped,
-)
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
 from strawberry.schema.schema import validate_document
 
 from gateway.plan import directive_variables
@@ -38,17 +28,6 @@ class Document:
     errors: tuple[GraphQLError, ...]
     #: Variables used by @skip/@include: they change the plan, so they are part of its key.
     directive_variables: tuple[str, ...] = ()
-    #: Per operation name (None for an anonymous one), the default values of its variables.
-    defaults: Mapping[str | None, Mapping[str, Any]] = field(default_factory=dict)
-
-    def variables(
-        self, operation_name: str | None, given: Mapping[str, Any] | None
-    ) -> Mapping[str, Any]:
-        """The variables as execution will see them: the given ones over the defaults."""
-        defaults = self.defaults.get(operation_name)
-        if not defaults:
-            return given or {}
-        return {**defaults, **(given or {})}
 
     @property
     def too_complex(self) -> bool:
@@ -84,20 +63,4 @@ class DocumentCache:
         errors = tuple(validate_document(self._schema, node, tuple(specified_rules)))
         if errors:
             return Document(None, errors)
-        return Document(node, (), directive_variables(node), _defaults(node))
-
-
-def _defaults(node: DocumentNode) -> dict[str | None, dict[str, Any]]:
-    operations = [d for d in node.definitions if isinstance(d, OperationDefinitionNode)]
-    found: dict[str | None, dict[str, Any]] = {}
-    for operation in operations:
-        values = {
-            v.variable.name.value: value_from_ast_untyped(v.default_value)
-            for v in operation.variable_definitions or ()
-            if v.default_value is not None
-        }
-        if values:
-            found[operation.name.value if operation.name else None] = values
-            if len(operations) == 1:  # run without an operationName
-                found[None] = values
-    return found
+        return Document(node, (), directive_variables(node))

@@ -196,6 +196,9 @@ class AuditRegel:
     organisatie: str
     oin: str
     medewerker: str
+    aangemeldAls: str = strawberry.field(
+        description="Who authenticated (the token's subject): the officer or an application."
+    )
     rollen: list[str]
     doelbinding: str | None
     grondslag: str | None

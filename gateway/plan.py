@@ -210,22 +210,32 @@ class _Builder:
             return node.value
         return value_from_ast_untyped(node, dict(self.variables))
 
-    def collect(self, selection_set: SelectionSetNode | None) -> list[FieldNode]:
-        """The field nodes of a selection set, fragments flattened, directives applied."""
+    def collect(
+        self, selection_set: SelectionSetNode | None, visited: set[str] | None = None
+    ) -> list[FieldNode]:
+        """The field nodes of a selection set, fragments flattened, directives applied.
+
+        A named fragment is expanded once per selection set, as graphql-core collects fields:
+        spreading it again adds nothing, and expanding it again would let a small document of
+        fragments that spread each other twice cost exponential work.
+        """
         found: list[FieldNode] = []
         if selection_set is None:
             return found
+        visited = set() if visited is None else visited
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 if self.included(selection):
                     found.append(selection)
             elif isinstance(selection, InlineFragmentNode):
                 if self.included(selection):
-                    found.extend(self.collect(selection.selection_set))
+                    found.extend(self.collect(selection.selection_set, visited))
             elif isinstance(selection, FragmentSpreadNode) and self.included(selection):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None:
-                    found.extend(self.collect(fragment.selection_set))
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in visited:
+                    visited.add(name)
+                    found.extend(self.collect(fragment.selection_set, visited))
         return found
 
     def refusal(self, coordinate: str, reason: str) -> GatewayError:

@@ -143,6 +143,9 @@ async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
         surname, birth_date, ("vnummer",), state.purpose.max_subjects
     )
     vnummers = list(dict.fromkeys(check_vnummer(record["vnummer"]) for record in found))
+    if not vnummers:  # that nobody matches was disclosed: recorded, without a data subject
+        state.request_decisions.extend(root.not_found)
+        return []
     outcomes = await fetcher_for(state).persons(vnummers)
     # Search results outside the scope are left out of the list (it has no room for an
     # error per item) but recorded as refused.
@@ -249,6 +252,7 @@ async def audit_search(
             "organisatie": r.organisation,
             "oin": r.organisation_oin,
             "medewerker": r.officer,
+            "aangemeldAls": r.authenticated_as,
             "rollen": list(r.roles),
             "doelbinding": r.purpose,
             "grondslag": r.legal_basis,

@@ -15,12 +15,13 @@ from typing import Any
 
 from graphql import DocumentNode, ExecutionResult, GraphQLError
 from graphql import execute as graphql_execute
+from graphql.execution.values import get_variable_values
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from strawberry.types import ExecutionResult as StrawberryResult
 
-from gateway.answer import REQUEST_LEVEL, Answer, error_answer, format_error
+from gateway.answer import REQUEST_LEVEL, Answer, error_answer, format_error, input_errors
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -37,7 +38,7 @@ from gateway.errors import Code, GatewayError
 from gateway.execution import build_schema
 from gateway.fetch import Registries
 from gateway.introspection import filtered_schema
-from gateway.plan import RequestPlan, build_plan
+from gateway.plan import RequestPlan, build_plan, select_operation
 from gateway.policy import Grant, Policy
 from gateway.quota import QuotaStore
 from gateway.resolve import check_vnummer, fetcher_for
@@ -298,6 +299,7 @@ class Gateway:
             organisation_oin=principal.oin,
             organisation=organisation.id if organisation else principal.organisation,
             officer=officer,
+            authenticated_as=principal.subject,
             roles=principal.roles,
             purpose=purpose,
             legal_basis=legal_basis,
@@ -391,12 +393,24 @@ class Gateway:
             return await self._record_refusal(
                 context,
                 GatewayError(code, document.errors[0].message),
-                [format_error(e, code) for e in document.errors],
+                input_errors(document.errors, code),
             )
         assert document.node is not None
         state.document = document.node
-        given = document.variables(operation_name, variables)
         try:
+            # The variables as execution will see them (defaults applied, values coerced), so
+            # what is planned, capped, charged and fetched is what will be resolved.
+            operation = select_operation(document.node, operation_name)
+            coerced = get_variable_values(
+                self.schema._schema, operation.variable_definitions or (), variables or {}
+            )
+            if isinstance(coerced, list):
+                return await self._record_refusal(
+                    context,
+                    GatewayError(Code.BAD_USER_INPUT, coerced[0].message),
+                    input_errors(coerced, Code.BAD_USER_INPUT),
+                )
+            given: Mapping[str, Any] = coerced.coerced
             plan = self.plan_for(state, document, query, operation_name, given)
             await self.prepare(state, plan, given)
         except GatewayError as error:

@@ -43,6 +43,7 @@ def record(
         organisation_oin="00000001234567890000",
         organisation=organisation,
         officer=officer,
+        authenticated_as=officer,
         roles=("analist",),
         purpose=purpose,
         legal_basis=None,

@@ -52,6 +52,7 @@ class Env:
             organisation_oin="00000001234567890000",
             organisation="NVIK",
             officer=officer,
+            authenticated_as=officer,
             roles=("toezicht",),
             purpose="TOEZICHT_VW",
             legal_basis="Vw 2000 art. 107",

@@ -79,6 +79,7 @@ def context(
         organisation_oin=OIN,
         organisation=organisation,
         officer=officer,
+        authenticated_as=officer,
         roles=("analist", "toezicht"),
         purpose=purpose,
         legal_basis="Vw 2000 art. 107",
@@ -215,9 +216,9 @@ async def all_records(store: AuditStore) -> list[AuditRecord]:
 
 ENTRY_SELECT = (
     "SELECT seq, trace_id, span_id, parent_span_id, start_time, end_time, "
-    "processing_activity_id, organisation_oin, organisation, officer, roles, purpose, "
-    "legal_basis, policy_version, subject_count, record_count, subjects_hash, recorded_at, "
-    "prev_hash, hash FROM audit_entry"
+    "processing_activity_id, organisation_oin, organisation, officer, authenticated_as, roles, "
+    "purpose, legal_basis, policy_version, subject_count, record_count, subjects_hash, "
+    "recorded_at, prev_hash, hash FROM audit_entry"
 )
 
 

@@ -270,6 +270,7 @@ def prepare(batch: AuditBatch, sets: DecisionSets, *, text_timestamps: bool) -> 
         ctx.organisation_oin,
         ctx.organisation,
         ctx.officer,
+        ctx.authenticated_as,
         ",".join(ctx.roles),
         ctx.purpose,
         ctx.legal_basis,
@@ -366,6 +367,7 @@ ENTRY_COLUMNS: tuple[str, ...] = (
     "organisation_oin",
     "organisation",
     "officer",
+    "authenticated_as",
     "roles",
     "purpose",
     "legal_basis",
@@ -405,6 +407,7 @@ class StoredEntry:
     organisation_oin: str
     organisation: str
     officer: str
+    authenticated_as: str
     roles: tuple[str, ...]
     purpose: str | None
     legal_basis: str | None
@@ -434,6 +437,7 @@ class StoredEntry:
                 organisation_oin=self.organisation_oin,
                 organisation=self.organisation,
                 officer=self.officer,
+                authenticated_as=self.authenticated_as,
                 roles=self.roles,
                 purpose=self.purpose,
                 legal_basis=self.legal_basis,
@@ -456,7 +460,7 @@ def read_entry(row: Any) -> StoredEntry:
 
     Raises ``ValueError``/``TypeError`` on values no writer produces.
     """
-    roles: str = row[10]
+    roles: str = row[11]
     return StoredEntry(
         seq=int(row[0]),
         trace_id=row[1],
@@ -468,16 +472,17 @@ def read_entry(row: Any) -> StoredEntry:
         organisation_oin=row[7],
         organisation=row[8],
         officer=row[9],
+        authenticated_as=row[10],
         roles=tuple(roles.split(",")) if roles else (),
-        purpose=row[11],
-        legal_basis=row[12],
-        policy_version=row[13],
-        subject_count=int(row[14]),
-        record_count=int(row[15]),
-        subjects_hash=row[16],
-        recorded_at=_as_datetime(row[17]),
-        prev_hash=row[18],
-        hash=row[19],
+        purpose=row[12],
+        legal_basis=row[13],
+        policy_version=row[14],
+        subject_count=int(row[15]),
+        record_count=int(row[16]),
+        subjects_hash=row[17],
+        recorded_at=_as_datetime(row[18]),
+        prev_hash=row[19],
+        hash=row[20],
     )
 
 
@@ -493,6 +498,7 @@ def entry_hash(entry: StoredEntry) -> str:
         entry.organisation_oin,
         entry.organisation,
         entry.officer,
+        entry.authenticated_as,
         ",".join(entry.roles),
         entry.purpose,
         entry.legal_basis,

@@ -49,7 +49,8 @@ class AccessContext:
     start_time: datetime  # timezone-aware UTC
     organisation_oin: str  # 20 digits
     organisation: str  # policy organisation id, e.g. "NVIK"
-    officer: str  # token `sub`, or X-Gebruiker
+    officer: str  # the end user: X-Gebruiker, or the token's `sub` without it
+    authenticated_as: str  # the token's `sub`: who authenticated (an application or the officer)
     roles: tuple[str, ...]
     purpose: str | None  # X-Doelbinding, None when it was missing
     legal_basis: str | None  # the purpose's grondslag from the policy
@@ -108,6 +109,7 @@ class AuditRecord:
     organisation_oin: str
     organisation: str
     officer: str
+    authenticated_as: str
     roles: tuple[str, ...]
     purpose: str | None
     legal_basis: str | None

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS audit_entry (
     organisation_oin       text NOT NULL,
     organisation           text NOT NULL,
     officer                text NOT NULL,
+    authenticated_as       text NOT NULL,
     roles                  text NOT NULL,
     purpose                text,
     legal_basis            text,

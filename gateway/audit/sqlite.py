@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS audit_entry (
     organisation_oin       TEXT NOT NULL,
     organisation           TEXT NOT NULL,
     officer                TEXT NOT NULL,
+    authenticated_as       TEXT NOT NULL,
     roles                  TEXT NOT NULL,
     purpose                TEXT,
     legal_basis            TEXT,
