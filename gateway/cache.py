@@ -57,9 +57,6 @@ class RecordCache:
         except Exception as exc:
             log.warning("cache write failed: %s", type(exc).__name__)
 
-    async def clear(self) -> None:
-        await self._backend.clear()
-
     async def close(self) -> None:
         await self._backend.close()
 

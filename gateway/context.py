@@ -53,4 +53,3 @@ class RequestState:
     persons: dict[str, PersonOutcome] = field(default_factory=dict)
     accesses: list[Access] = field(default_factory=list)
     request_decisions: list[FieldDecision] = field(default_factory=list)
-    subjects_reserved: int = 0

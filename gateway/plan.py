@@ -108,7 +108,6 @@ class RootPlan:
     field_name: str
     coordinate: str
     refusal: GatewayError | None
-    refusal_reason: str
     source: SubjectSource
     #: Decisions recorded for each person this root field returns (registry failures aside).
     decisions: tuple[FieldDecision, ...]
@@ -341,17 +340,10 @@ class _Builder:
             )
             per_subject = (refused,) if kind != "none" else ()
             return RootPlan(
-                key,
-                name,
-                coordinate,
-                self.refusal(coordinate, rule),
-                rule,
-                source,
-                per_subject,
-                per_subject,
-                per_subject,
-                () if kind != "none" else (refused,),
-            )
+                key, name, coordinate, self.refusal(coordinate, rule), source,
+                decisions=per_subject, out_of_scope=per_subject, not_found=per_subject,
+                request_decisions=() if kind != "none" else (refused,),
+            )  # fmt: skip
         decisions: list[FieldDecision] = [
             FieldDecision(coordinate, key, Decision.GIVEN, rule, None)
         ]
@@ -360,12 +352,12 @@ class _Builder:
         self.walk(node.selection_set, result_type, key, "", None, overlay, 1, decisions)
         if kind == "none":
             return RootPlan(
-                key, name, coordinate, None, rule, source,
+                key, name, coordinate, None, source,
                 decisions=(), out_of_scope=(), not_found=(),
                 request_decisions=tuple(decisions), overlay=overlay,
             )  # fmt: skip
         return RootPlan(
-            key, name, coordinate, None, rule, source,
+            key, name, coordinate, None, source,
             decisions=tuple(decisions),
             out_of_scope=(
                 FieldDecision(coordinate, key, Decision.REFUSED, Code.SUBJECT_OUT_OF_SCOPE, "BVV"),
