@@ -185,16 +185,9 @@ def _run(url: str, action: Callable[[AuditStore], Awaitable[T]]) -> T:
         _fail(f"audit store unavailable: {exc}", 1)
 
 
-async def _record_use(
-    store: AuditStore,
-    *,
-    officer: str,
-    coordinate: str,
-    subject: str | None,
-    started: dt.datetime,
-) -> None:
-    """Commit the record of this use of the trail (before anything is shown)."""
-    context = AccessContext(
+def _cli_context(officer: str, started: dt.datetime) -> AccessContext:
+    """The request context of a use of the trail from this CLI (its own trace, no token)."""
+    return AccessContext(
         trace_id=secrets.token_hex(16),
         span_id=secrets.token_hex(8),
         parent_span_id=None,
@@ -209,6 +202,18 @@ async def _record_use(
         processing_activity=None,
         policy_version="-",
     )
+
+
+async def _record_use(
+    store: AuditStore,
+    *,
+    officer: str,
+    coordinate: str,
+    subject: str | None,
+    started: dt.datetime,
+) -> None:
+    """Commit the record of this use of the trail (before anything is shown)."""
+    context = _cli_context(officer, started)
     decision = FieldDecision(coordinate, "", Decision.GIVEN, CLI_REASON, None)
     batch = AuditBatch(context=context, end_time=dt.datetime.now(dt.UTC))
     if subject is None:
@@ -383,21 +388,7 @@ def purge(
         _fail(str(exc), 2)
     if not yes and not typer.confirm(f"Delete audit records older than {age}?", default=False):
         _fail("purge cancelled", 1)
-    context = AccessContext(
-        trace_id=secrets.token_hex(16),
-        span_id=secrets.token_hex(8),
-        parent_span_id=None,
-        start_time=started,
-        organisation_oin=KETENPOORT_OIN,
-        organisation="KETENPOORT",
-        officer=me,
-        authenticated_as=me,
-        roles=(),
-        purpose=AUDIT_PURPOSE,
-        legal_basis=AUDIT_LEGAL_BASIS,
-        processing_activity=None,
-        policy_version="-",
-    )
+    context = _cli_context(me, started)
 
     async def action(s: AuditStore) -> int:
         return await s.purge(age, context)

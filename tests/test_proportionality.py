@@ -30,7 +30,7 @@ from gateway.config import Limits
 from mocks import Registries, create_registries
 from mocks.coa import opvangstatistiek as raw_statistics
 from tests.conftest import StartGateway
-from tests.support import Caller, caller, settings_for
+from tests.support import Caller, caller, rational_rank, settings_for
 
 PERSON = "{ vnummer naam { geslachtsnaam } }"
 LIST_QUERY = "query($v: [ID!]!) { vreemdelingen(vnummers: $v) " + PERSON + " }"
@@ -562,23 +562,6 @@ async def analysis_world(
     mocks.reset()
 
 
-def _rank(rows: list[list[Fraction]]) -> int:
-    """Rank over the rationals (Gaussian elimination; the systems here are small)."""
-    matrix = [row[:] for row in rows if any(row)]
-    rank, columns = 0, len(matrix[0]) if matrix else 0
-    for col in range(columns):
-        pivot = next((r for r in range(rank, len(matrix)) if matrix[r][col] != 0), None)
-        if pivot is None:
-            continue
-        matrix[rank], matrix[pivot] = matrix[pivot], matrix[rank]
-        for r in range(len(matrix)):
-            if r != rank and matrix[r][col] != 0:
-                factor = matrix[r][col] / matrix[rank][col]
-                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[rank], strict=True)]
-        rank += 1
-    return rank
-
-
 def derivable(
     published: dict[str, dict[str, int | None]], parent_of: dict[str, str]
 ) -> list[tuple[str, str]]:
@@ -622,14 +605,14 @@ def derivable(
             [("GEMEENTE", gemeente)],
         )
 
-    base = _rank(rows)
+    base = rational_rank(rows)
     found = []
     for u, i in index.items():
         if u == ("TOTAAL", ""):
             continue
         unit = [Fraction(0)] * len(unknowns)
         unit[i] = Fraction(1)
-        if _rank([*rows, unit]) == base:
+        if rational_rank([*rows, unit]) == base:
             found.append(u)
     return found
 

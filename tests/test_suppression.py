@@ -35,6 +35,7 @@ from gateway.suppression import (
     suppress,
     suppress_hierarchy,
 )
+from tests.support import rational_rank
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
@@ -312,22 +313,6 @@ def _parents(cells: list[RawCell]) -> dict[str, list[RawCell]]:
     return dict(sorted(children.items()))
 
 
-def _rank(rows: list[list[Fraction]]) -> int:
-    matrix = [row[:] for row in rows if any(row)]
-    rank, columns = 0, len(matrix[0]) if matrix else 0
-    for col in range(columns):
-        pivot = next((r for r in range(rank, len(matrix)) if matrix[r][col] != 0), None)
-        if pivot is None:
-            continue
-        matrix[rank], matrix[pivot] = matrix[pivot], matrix[rank]
-        for r in range(len(matrix)):
-            if r != rank and matrix[r][col] != 0:
-                factor = matrix[r][col] / matrix[rank][col]
-                matrix[r] = [a - factor * b for a, b in zip(matrix[r], matrix[rank], strict=True)]
-        rank += 1
-    return rank
-
-
 def _derivable_by_rank(
     cells: list[RawCell], hidden_leaves: set[str], hidden_parents: set[str]
 ) -> list[tuple[str, str]]:
@@ -354,12 +339,12 @@ def _derivable_by_rank(
         row([("parent", p) for p in children], []),
         *(row([("leaf", c.key) for c in kids], [("parent", p)]) for p, kids in children.items()),
     ]
-    base = _rank(rows)
+    base = rational_rank(rows)
     found = []
     for u, i in index.items():
         unit = [Fraction(0)] * len(unknowns)
         unit[i] = Fraction(1)
-        if _rank([*rows, unit]) == base:
+        if rational_rank([*rows, unit]) == base:
             found.append(u)
     return sorted(found)
 
