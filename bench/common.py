@@ -13,9 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gateway.assembly.policy_file import load_policy
 from gateway.config import DEFAULT_POLICY
-from gateway.policy import Grant, Policy, load_policy
-from gateway.schema import graphql_schema, schema_coordinates
+from gateway.execution.schema import graphql_schema, schema_coordinates
+from gateway.policy.model import Grant, Policy
 from mocks import Population
 
 #: The caller of every variant: DT&V's regievoerder, purpose TERUGKEER (BVV + COA + IND fields,

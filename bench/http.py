@@ -84,7 +84,7 @@ def _bare_app() -> Any:
 
 def _ketenpoort_app(state: Path, policy: Path, store: str) -> Any:
     from bench.variants import MemoryAuditStore, NullExporter, state_settings
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     if store == "memory":  # diagnostic: everything real except the audit store
         settings = state_settings(state, policy)
@@ -455,7 +455,7 @@ def run_http(
     an in-memory list: a diagnostic that separates the store's share from the rest.
     """
     from bench.common import ORGANISATION, PURPOSE, ROLES, load_bench_policy
-    from gateway.auth import load_or_create_dev_key, mint_dev_token
+    from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
     from gateway.config import Settings
 
     loaded = load_bench_policy(policy)

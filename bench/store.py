@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 
 from bench.common import POSTGRES_URL
 from gateway.audit.model import AuditBatch
-from gateway.audit.store import AuditStore, open_store
+from gateway.audit.store import AuditStore
+from gateway.audit.stores import open_store
 from tests import support
 
 

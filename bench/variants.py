@@ -26,15 +26,15 @@ from strawberry.types import Info
 
 from bench.common import ORGANISATION, PURPOSE, ROLES
 from gateway import domain
-from gateway.answer import Answer
-from gateway.app import Running, start_gateway
+from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
+from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.chain import VerifyResult
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
-from gateway.auth import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.config import Settings
-from gateway.policy import Grant
-from gateway.schema import schema_config
-from gateway.service import Gateway
+from gateway.execution.schema import schema_config
+from gateway.pipeline.answer import Answer
+from gateway.pipeline.service import Gateway
+from gateway.policy.model import Grant
 
 # --- shared pieces ------------------------------------------------------------------------------
 

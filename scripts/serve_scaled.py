@@ -33,8 +33,8 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from gateway.auth import load_or_create_dev_key  # noqa: E402
-from gateway.pseudonym import load_or_create_key  # noqa: E402
+from gateway.admission.tokens import load_or_create_dev_key  # noqa: E402
+from gateway.observability.pseudonym import load_or_create_key  # noqa: E402
 
 READY_TIMEOUT_S = 60.0
 
@@ -119,7 +119,7 @@ def start(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "gateway.cli.main",
         "serve",
         "--host",
         "127.0.0.1",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.app import Running, start_gateway
+from gateway.assembly.runtime import Running, start_gateway
 from mocks import Registries, create_registries
 from tests.support import settings_for
 

@@ -19,10 +19,10 @@ from urllib.parse import urlparse, urlunparse
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.answer import Answer
-from gateway.app import Running
-from gateway.auth import load_or_create_dev_key, mint_dev_token
+from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
+from gateway.assembly.runtime import Running
 from gateway.config import Settings
+from gateway.pipeline.answer import Answer
 
 POSTGRES_URL = os.environ.get(
     "KETENPOORT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -35,10 +35,10 @@ from graphql import (
 )
 from typer.testing import CliRunner
 
-from gateway.answer import Answer
-from gateway.app import Running
+from gateway.assembly.runtime import Running
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
-from gateway.cli import app as cli_app
+from gateway.cli.main import app as cli_app
+from gateway.pipeline.answer import Answer
 from mocks import Faults, Registries
 from tests.conftest import StartGateway
 from tests.support import caller, drop_database, fresh_database

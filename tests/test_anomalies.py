@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.anomalies import Anomaly, find_anomalies, render_anomalies
+from gateway.audit.anomalies import Anomaly, find_anomalies, render_anomalies
 from gateway.audit.model import AuditRecord, Decision
 
 DAY = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)

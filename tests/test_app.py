@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.auth import load_or_create_dev_key, mint_dev_token
+from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
 from gateway.config import Settings
-from gateway.service import Gateway
+from gateway.http.app import create_app
+from gateway.pipeline.service import Gateway
 from mocks import Registries
 from tests.support import settings_for
 

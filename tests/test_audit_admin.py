@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.app import Running
+from gateway.assembly.runtime import Running
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
-from gateway.cli import app as cli_app
+from gateway.cli.main import app as cli_app
 from mocks import Registries
 from tests.conftest import StartGateway
 from tests.support import Caller, caller

@@ -22,9 +22,9 @@ from gateway.audit.model import (
     FieldDecision,
     SubjectAccess,
 )
-from gateway.audit.store import open_store
-from gateway.cli_audit import app, parse_duration
-from gateway.pseudonym import Pseudonymizer, load_or_create_key
+from gateway.audit.stores import open_store
+from gateway.cli.audit import app, parse_duration
+from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
 
 VNUMMER = "3141592653"
 OTHER = "2718281828"

@@ -44,9 +44,10 @@ from gateway.audit.model import (
 )
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.report import search_all
-from gateway.audit.store import AuditStore, AuditUnavailable, open_store
+from gateway.audit.store import AuditStore, AuditUnavailable
+from gateway.audit.stores import open_store
 from gateway.audit.writer import GroupCommitStore
-from gateway.pseudonym import Pseudonymizer
+from gateway.observability.pseudonym import Pseudonymizer
 
 PG_BASE = os.environ.get("KETENPOORT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 OIN = "00000001234567890000"

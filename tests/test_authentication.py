@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
-from gateway.answer import Answer
-from gateway.app import Running
-from gateway.auth import load_or_create_dev_key, mint_dev_token
-from gateway.cli import app as cli_app
+from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
+from gateway.assembly.runtime import Running
+from gateway.cli.main import app as cli_app
 from gateway.config import DEFAULT_POLICY, Settings
-from gateway.policy import PolicyError
+from gateway.pipeline.answer import Answer
+from gateway.policy.model import PolicyError
 from mocks import Registries
 from tests.support import Caller, caller
 

@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema
 
-from gateway.app import Running
+from gateway.assembly.policy_file import load_policy
+from gateway.assembly.runtime import Running
 from gateway.config import DEFAULT_POLICY
 from gateway.domain import REGISTRY_OF_FIELD
-from gateway.policy import Grant, Policy, Purpose, Scope, explain, load_policy
-from gateway.schema import graphql_schema, schema_coordinates
+from gateway.execution.schema import graphql_schema, schema_coordinates
+from gateway.policy.model import Grant, Policy, Purpose, Scope, explain
 from mocks import Registries
 from mocks.coa import opvangstatistiek
 from mocks.data import Population, Record

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import Running
+from gateway.assembly.runtime import Running
 from mocks import Faults, Registries
 from tests.support import Caller, caller
 

@@ -17,10 +17,10 @@ import pytest
 from graphql import build_client_schema, build_schema, get_introspection_query
 from typer.testing import CliRunner
 
-from gateway.app import Running
-from gateway.cli import app as cli_app
+from gateway.assembly.runtime import Running
+from gateway.cli.main import app as cli_app
 from gateway.config import DEFAULT_POLICY
-from gateway.schema import schema_coordinates
+from gateway.execution.schema import schema_coordinates
 from mocks import Registries
 from mocks.data import Record
 from tests.support import Caller, caller

@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli_policy import app
+from gateway.assembly.policy_file import load_policy
+from gateway.cli.policy import app
 from gateway.domain import (
     CRIMINAL_DATA,
     CRIMINAL_DATA_TYPES,
     SPECIAL_CATEGORY,
     SPECIAL_CATEGORY_TYPES,
 )
-from gateway.policy import (
+from gateway.execution.schema import graphql_schema, schema_coordinates
+from gateway.policy.model import (
     AGGREGATES_ONLY,
     ART9_NO_BASIS,
     ART10_NO_BASIS,
@@ -32,10 +34,8 @@ from gateway.policy import (
     PolicyError,
     Scope,
     explain,
-    load_policy,
 )
-from gateway.policy_render import render_markdown
-from gateway.schema import graphql_schema, schema_coordinates
+from gateway.policy.register import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "policies"

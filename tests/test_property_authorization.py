@@ -45,11 +45,11 @@ from graphql import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.answer import Answer
-from gateway.app import Running, start_gateway
-from gateway.auth import load_or_create_dev_key, mint_dev_token
+from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
+from gateway.assembly.runtime import Running, start_gateway
 from gateway.config import Settings
-from gateway.policy import Grant
+from gateway.pipeline.answer import Answer
+from gateway.policy.model import Grant
 from mocks import Registries
 from mocks.data import Population, Record
 from tests.support import settings_for

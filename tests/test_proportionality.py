@@ -23,9 +23,9 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from gateway.app import Running, start_gateway
+from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
-from gateway.cli import app as cli_app
+from gateway.cli.main import app as cli_app
 from gateway.config import Limits
 from mocks import Registries, create_registries
 from mocks.coa import opvangstatistiek as raw_statistics

@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.errors import Code
-from gateway.quota import (
+from gateway.proportionality.quota import (
     MemoryQuotaStore,
     QuotaStore,
     QuotaUnavailable,

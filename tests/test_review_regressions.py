@@ -11,8 +11,9 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from gateway.app import Running, create_app
+from gateway.assembly.runtime import Running
 from gateway.audit.model import AuditQuery
+from gateway.http.app import create_app
 from mocks import Registries
 from tests.support import Caller, caller, settings_for
 

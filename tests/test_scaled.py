@@ -25,14 +25,15 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
+from gateway.assembly.policy_file import load_policy
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
-from gateway.audit.store import open_store
-from gateway.auth import load_or_create_dev_key, mint_dev_token
-from gateway.cli import app as cli_app
-from gateway.cli_policy import gateway_coordinates
+from gateway.audit.stores import open_store
+from gateway.cli.main import app as cli_app
+from gateway.cli.policy import gateway_coordinates
 from gateway.config import DEFAULT_POLICY, Settings
-from gateway.policy import Policy, load_policy
-from gateway.pseudonym import load_or_create_key
+from gateway.observability.pseudonym import load_or_create_key
+from gateway.policy.model import Policy
 from mocks import Population
 from tests.support import REDIS_URL, drop_database, fresh_database, require_redis
 
@@ -155,7 +156,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for port in ports:
             log = base / f"gateway-{port}.log"
             logs.append(log)
-            argv = [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1"]
+            argv = [sys.executable, "-m", "gateway.cli.main", "serve", "--host", "127.0.0.1"]
             argv += ["--port", str(port)]
             with log.open("wb") as out:
                 # Fixed argv (this interpreter, a loopback port): no untrusted input.

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.suppression import (
+from gateway.proportionality.suppression import (
     Cell,
     HierarchyPattern,
     RawCell,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gateway.app import Running
+from gateway.assembly.runtime import Running
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
 from mocks import Faults, Registries
 from tests.conftest import StartGateway

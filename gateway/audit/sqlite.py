@@ -54,6 +54,7 @@ from gateway.audit.writer import (
     build_where,
     old_layout_message,
 )
+from gateway.internals import run_on_sqlite_thread
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_entry (
@@ -293,13 +294,13 @@ class SQLiteAuditStore(GroupCommitStore):
     # the event loop. A write transaction is about seven statements, and under load each hand-
     # back waits for a busy loop, so every statement's latency stacked up while the requests of
     # the group waited for their commit. The transaction therefore runs as one function on that
-    # thread (``Connection._execute``, aiosqlite's own mechanism for every call it makes), with
-    # the thread's ``sqlite3`` connection: one hand-back per group commit.
+    # thread (:func:`gateway.internals.run_on_sqlite_thread`), with the thread's ``sqlite3``
+    # connection: one hand-back per group commit.
 
     async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         conn = await self._writer_conn()
         try:
-            return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+            return await run_on_sqlite_thread(conn, fn, *args)
         except BaseException:
             await self._rollback(conn)  # normally done on the thread already; this is a backstop
             raise

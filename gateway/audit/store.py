@@ -1,7 +1,7 @@
 """The audit store interface: the accountability trail's only way in and out.
 
 Implementations: :mod:`gateway.audit.sqlite` (embedded default) and :mod:`gateway.audit.postgres`
-(scale-out). :func:`open_store` picks one by URL scheme.
+(scale-out). :func:`gateway.audit.stores.open_store` picks one by URL scheme.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gateway.audit.chain import VerifyResult
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.errors import Code, GatewayError
 
-__all__ = ["AuditStore", "AuditUnavailable", "VerifyResult", "open_store"]
+__all__ = ["AuditStore", "AuditUnavailable", "VerifyResult"]
 
 
 class AuditUnavailable(GatewayError):
@@ -70,27 +70,3 @@ class AuditStore(Protocol):
     async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int: ...
 
     async def ready(self) -> bool: ...
-
-
-def open_store(url: str) -> AuditStore:
-    """Create (not yet open) the store a URL names.
-
-    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
-    (one process, tests) or ``postgresql://user@host:port/db`` (also ``postgres://``).
-    Raises ``ValueError`` for any other URL.
-    """
-    if url.startswith("sqlite:///"):
-        from gateway.audit.sqlite import SQLiteAuditStore
-
-        path = url[len("sqlite:///") :]
-        if not path:
-            raise ValueError("sqlite audit store URL has no path: use sqlite:///path/to/audit.db")
-        return SQLiteAuditStore(path)
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.audit.postgres import PostgresAuditStore
-
-        return PostgresAuditStore(url)
-    raise ValueError(
-        f"unsupported audit store URL {url.split('://')[0]!r}://...: "
-        "use sqlite:///path.db or postgresql://..."
-    )

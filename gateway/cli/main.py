@@ -14,8 +14,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from gateway.cli_audit import app as audit_app
-from gateway.cli_policy import app as policy_app
+from gateway.cli.audit import app as audit_app
+from gateway.cli.policy import app as policy_app
 from gateway.config import ConfigError, Settings
 from mocks.cli import app as mocks_app
 
@@ -73,7 +73,7 @@ def serve(
     """Run the gateway (mock registries in-process unless KETENPOORT_REGISTRIES names them)."""
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     if mode is not None and mode not in ("development", "production"):
         fail("--mode must be development or production")
@@ -90,8 +90,9 @@ def serve(
         trusted_documents=trusted_documents,
     )
     # Validate the policy before binding the port: a bad policy refuses the start, clearly.
-    from gateway.cli_policy import gateway_coordinates
-    from gateway.policy import PolicyError, load_policy
+    from gateway.assembly.policy_file import load_policy
+    from gateway.cli.policy import gateway_coordinates
+    from gateway.policy.model import PolicyError
 
     try:
         load_policy(settings.policy, gateway_coordinates())
@@ -113,9 +114,10 @@ def token(
     state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
 ) -> None:
     """Mint a development token (last line of the output). Refused outside development mode."""
-    from gateway.auth import load_or_create_dev_key, mint_dev_token
-    from gateway.cli_policy import gateway_coordinates
-    from gateway.policy import PolicyError, load_policy
+    from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
+    from gateway.assembly.policy_file import load_policy
+    from gateway.cli.policy import gateway_coordinates
+    from gateway.policy.model import PolicyError
 
     settings = settings_from_env(state_dir=state)
     if not settings.development:
@@ -159,9 +161,10 @@ def schema(
 ) -> None:
     """Print the SDL this caller may see for this purpose (for client generation)."""
 
-    from gateway.introspection import visible_sdl
-    from gateway.policy import PolicyError, load_policy
-    from gateway.schema import graphql_schema, schema_coordinates
+    from gateway.assembly.policy_file import load_policy
+    from gateway.execution.introspection import visible_sdl
+    from gateway.execution.schema import graphql_schema, schema_coordinates
+    from gateway.policy.model import PolicyError
 
     settings = settings_from_env()
     try:

@@ -18,9 +18,9 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from gateway.cache import RecordCache, field_set_digest
 from gateway.errors import Code, GatewayError
-from gateway.plan import RequestPlan
+from gateway.execution.cache import RecordCache, field_set_digest
+from gateway.planning.plan import RequestPlan
 from resolvers import BvvClient, CoaClient, IndClient, RegistryUnavailable
 
 #: Outcomes other than a record (JSON-able: they are cached in Redis too).

@@ -21,7 +21,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from strawberry.types import ExecutionResult as StrawberryResult
 
-from gateway.answer import REQUEST_LEVEL, Answer, error_answer, format_error, input_errors
+from gateway.admission.tokens import Authenticator, Principal
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -30,24 +30,25 @@ from gateway.audit.model import (
     SubjectAccess,
 )
 from gateway.audit.store import AuditStore
-from gateway.auth import Authenticator, Principal
-from gateway.cache import RecordCache
-from gateway.context import RequestState
-from gateway.document import Document, DocumentCache
 from gateway.errors import Code, GatewayError
-from gateway.execution import build_schema
-from gateway.fetch import Registries
-from gateway.introspection import filtered_schema
-from gateway.plan import RequestPlan, build_plan, select_operation
-from gateway.policy import Grant, Policy
-from gateway.quota import QuotaStore
-from gateway.resolve import check_vnummer, fetcher_for
-from gateway.schema import schema_coordinates
-from gateway.tracing import RequestSpan, SpanSink
+from gateway.execution.cache import RecordCache
+from gateway.execution.context import RequestState
+from gateway.execution.fetch import Registries
+from gateway.execution.fields import check_vnummer, fetcher_for
+from gateway.execution.introspection import filtered_schema
+from gateway.execution.schema import schema_coordinates
+from gateway.execution.strawberry_schema import build_schema
+from gateway.internals import graphql_core_schema
+from gateway.observability.tracing import RequestSpan, SpanSink
+from gateway.pipeline.answer import REQUEST_LEVEL, Answer, error_answer, format_error, input_errors
+from gateway.planning.document import Document, DocumentCache
+from gateway.planning.plan import RequestPlan, build_plan, select_operation
+from gateway.policy.model import Grant, Policy
+from gateway.proportionality.quota import QuotaStore
 
 
 class Gateway:
-    """Everything a request needs, built once at start (see :mod:`gateway.app`)."""
+    """Everything a request needs, built once at start (see :mod:`gateway.http.app`)."""
 
     def __init__(
         self,
@@ -78,8 +79,9 @@ class Gateway:
         self.trusted_documents = trusted_documents
         self.development = development
         self.schema = build_schema()
-        self.documents = DocumentCache(self.schema._schema, max_tokens=limits.max_tokens)
-        self.coordinates = schema_coordinates(self.schema._schema)
+        self.core_schema = graphql_core_schema(self.schema)
+        self.documents = DocumentCache(self.core_schema, max_tokens=limits.max_tokens)
+        self.coordinates = schema_coordinates(self.core_schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
         self._admitted: dict[tuple[Principal, str, str], tuple[Grant, str] | GatewayError] = {}
         self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
@@ -263,7 +265,7 @@ class Gateway:
         grant = state.grant
         key = (grant.organisation, grant.roles, grant.purpose.id)
         if key not in self._filtered:
-            self._filtered[key] = filtered_schema(self.schema._schema, grant.allowed)
+            self._filtered[key] = filtered_schema(self.core_schema, grant.allowed)
         schema = self._filtered[key]
         if schema is None:
             return ExecutionResult(
@@ -402,7 +404,7 @@ class Gateway:
             # what is planned, capped, charged and fetched is what will be resolved.
             operation = select_operation(document.node, operation_name)
             coerced = get_variable_values(
-                self.schema._schema, operation.variable_definitions or (), variables or {}
+                self.core_schema, operation.variable_definitions or (), variables or {}
             )
             if isinstance(coerced, list):
                 return await self._record_refusal(

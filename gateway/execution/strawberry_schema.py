@@ -14,9 +14,9 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from gateway.context import RequestState
 from gateway.errors import GatewayError
-from gateway.schema import Query, schema_config
+from gateway.execution.context import RequestState
+from gateway.execution.schema import Query, schema_config
 
 log = logging.getLogger("ketenpoort.execution")
 
@@ -46,15 +46,15 @@ class PreparedDocument(SchemaExtension):
     """Hands strawberry the document the gateway already parsed and validated.
 
     The gateway needs the document before execution (to plan, check limits and fetch), so it
-    parses and validates it first (:mod:`gateway.document`, cached by text); strawberry then
-    neither parses nor validates it again.
+    parses and validates it first (:mod:`gateway.planning.document`, cached by text); strawberry
+    then neither parses nor validates it again.
     """
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         state: RequestState = context.context
         context.graphql_document = state.document
-        context.pre_execution_errors = []  # validated: see gateway.document
+        context.pre_execution_errors = []  # validated: see gateway.planning.document
         yield
 
 

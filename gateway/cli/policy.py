@@ -18,9 +18,10 @@ from typing import Annotated
 
 import typer
 
-from gateway import policy as policy_mod
-from gateway.policy import Policy, PolicyError, load_policy
-from gateway.policy_render import render_markdown
+from gateway.assembly.policy_file import load_policy
+from gateway.policy import model as policy_mod
+from gateway.policy.model import Policy, PolicyError
+from gateway.policy.register import render_markdown
 
 DEFAULT_POLICY = Path("policy/ketenbeleid.yaml")
 
@@ -44,7 +45,7 @@ def gateway_coordinates() -> Mapping[str, str]:
     """Every ``Type.field`` of the served schema → its named type."""
     # Imported here: building the schema pulls in the resolvers, which `--help` does not need.
 
-    from gateway.schema import graphql_schema, schema_coordinates
+    from gateway.execution.schema import graphql_schema, schema_coordinates
 
     return schema_coordinates(graphql_schema())
 

@@ -33,6 +33,8 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from gateway.internals import span_processor_fanout
+
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
@@ -98,7 +100,7 @@ class SpanSink:
     def __init__(self, provider: TracerProvider) -> None:
         # The provider's own fan-out to its processors (the SDK's SynchronousMultiSpanProcessor):
         # processors added later (by tests, by the benchmark) see these spans too.
-        self._processor: SpanProcessor = provider._active_span_processor
+        self._processor: SpanProcessor = span_processor_fanout(provider)
         self._resource = provider.resource
         self.ids = provider.id_generator
         self._scope = InstrumentationScope("ketenpoort")

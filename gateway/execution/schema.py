@@ -1,7 +1,8 @@
 """The gateway's GraphQL schema: the domain types plus the root fields.
 
-Root resolvers are thin: they hand the request's plan and arguments to :mod:`gateway.resolve`,
-which fetches what the plan permits and returns plain registry objects with refusals in place.
+Root resolvers are thin: they hand the request's plan and arguments to
+:mod:`gateway.execution.fields`, which fetches what the plan permits and returns plain registry
+objects with refusals in place.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchem
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from gateway import resolve
 from gateway.domain import (
     SCALARS,
     AuditRegel,
@@ -24,6 +24,8 @@ from gateway.domain import (
     StatistiekGroepering,
     Vreemdeling,
 )
+from gateway.execution import fields
+from gateway.internals import graphql_core_schema
 
 
 @strawberry.type
@@ -31,23 +33,23 @@ class Query:
     @strawberry.field(description="One person by V-nummer (10 digits).")
     def vreemdeling(self, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
         # Synchronous: the persons an operation names are fetched before it executes.
-        return resolve.one(info, vnummer)  # type: ignore[no-any-return]  # a registry dict
+        return fields.one(info, vnummer)  # type: ignore[no-any-return]  # a registry dict
 
     @strawberry.field(description="Several persons by V-nummer; at most the purpose's cap.")
     def vreemdelingen(self, info: Info, vnummers: list[strawberry.ID]) -> list[Vreemdeling | None]:
-        return resolve.many(info, vnummers)
+        return fields.many(info, vnummers)
 
     @strawberry.field(description="Exact search on surname and birth date; no wildcards.")
     async def zoekVreemdelingen(  # noqa: N802 - GraphQL name, as in the Haal Centraal APIs
         self, info: Info, geslachtsnaam: str, geboortedatum: Date
     ) -> list[Vreemdeling]:
-        return await resolve.search(info, geslachtsnaam, geboortedatum)
+        return await fields.search(info, geslachtsnaam, geboortedatum)
 
     @strawberry.field(description="Reception counts; cells under the threshold are suppressed.")
     async def opvangstatistiek(
         self, info: Info, peildatum: Date, groepering: StatistiekGroepering
     ) -> list[StatistiekCel]:
-        return await resolve.statistics(info, peildatum, groepering)
+        return await fields.statistics(info, peildatum, groepering)
 
     @strawberry.field(description="Search the accountability trail (security team and FG only).")
     async def auditZoeken(  # noqa: N802 - GraphQL name
@@ -60,7 +62,7 @@ class Query:
         sinds: str | None = None,
         tot: str | None = None,
     ) -> list[AuditRegel]:
-        return await resolve.audit_search(
+        return await fields.audit_search(
             info, vnummer, medewerker, organisatie, doelbinding, sinds, tot
         )
 
@@ -77,7 +79,7 @@ def schema_config() -> StrawberryConfig:
 @cache
 def graphql_schema() -> GraphQLSchema:
     """The full GraphQL schema (for coordinates, SDL and filtering; not for execution)."""
-    return strawberry.Schema(query=Query, config=schema_config())._schema
+    return graphql_core_schema(strawberry.Schema(query=Query, config=schema_config()))
 
 
 def _named_type(type_: Any) -> Any:

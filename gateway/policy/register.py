@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.policy import (
+from gateway.policy.model import (
     AGGREGATES_ONLY,
     ART9_NO_BASIS,
     ART10_NO_BASIS,

@@ -34,9 +34,10 @@ from gateway.audit.model import (
     SubjectAccess,
 )
 from gateway.audit.report import subject_report
-from gateway.audit.store import AuditStore, AuditUnavailable, open_store
+from gateway.audit.store import AuditStore, AuditUnavailable
+from gateway.audit.stores import open_store
 from gateway.config import ConfigError, Settings
-from gateway.pseudonym import Pseudonymizer, load_or_create_key
+from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
 
 app = typer.Typer(
     help="The accountability trail: search, data-subject report, verify, retention purge.",
@@ -411,7 +412,7 @@ def anomalies(
     state: StateOpt = None,
 ) -> None:
     """Signals of bulk extraction in the window: unusual breadth, repeated cap refusals."""
-    from gateway.anomalies import find_anomalies, render_anomalies
+    from gateway.audit.anomalies import find_anomalies, render_anomalies
 
     started = dt.datetime.now(dt.UTC)
     try:
@@ -438,7 +439,7 @@ def anomalies(
     typer.echo(render_anomalies(found), nl=False)
 
 
-def main() -> None:  # pragma: no cover - for `python -m gateway.cli_audit`
+def main() -> None:  # pragma: no cover - for `python -m gateway.cli.audit`
     """Run the audit CLI on its own."""
     app(prog_name="ketenpoort audit")
 

@@ -16,11 +16,11 @@ from typing import Any
 from strawberry.types import Info
 
 from gateway.audit.model import AuditQuery, Decision, FieldDecision
-from gateway.context import Access, RequestState
 from gateway.errors import Code, GatewayError
-from gateway.fetch import PersonFetcher, PersonOutcome
-from gateway.plan import RootPlan
-from gateway.suppression import Cell, RawCell, suppress, suppress_hierarchy
+from gateway.execution.context import Access, RequestState
+from gateway.execution.fetch import PersonFetcher, PersonOutcome
+from gateway.planning.plan import RootPlan
+from gateway.proportionality.suppression import Cell, RawCell, suppress, suppress_hierarchy
 
 VNUMMER = re.compile(r"^\d{10}$")
 

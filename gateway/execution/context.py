@@ -17,12 +17,12 @@ from gateway.audit.model import FieldDecision
 if TYPE_CHECKING:
     from graphql import DocumentNode
 
+    from gateway.admission.tokens import Principal
     from gateway.audit.store import AuditStore
-    from gateway.auth import Principal
-    from gateway.cache import RecordCache
-    from gateway.fetch import PersonFetcher, PersonOutcome, Registries
-    from gateway.plan import RequestPlan, RootPlan
-    from gateway.policy import Grant, Purpose
+    from gateway.execution.cache import RecordCache
+    from gateway.execution.fetch import PersonFetcher, PersonOutcome, Registries
+    from gateway.planning.plan import RequestPlan, RootPlan
+    from gateway.policy.model import Grant, Purpose
 
 
 @dataclass(slots=True)
@@ -46,7 +46,7 @@ class RequestState:
     cache: RecordCache
     audit_store: AuditStore
     pseudonym: Callable[[str], str]
-    document: DocumentNode | None = None  # parsed and validated (gateway.document)
+    document: DocumentNode | None = None  # parsed and validated (gateway.planning.document)
     plan: RequestPlan | None = None
     fetcher: PersonFetcher | None = None
     #: Every person the operation names, fetched before execution, by V-nummer.

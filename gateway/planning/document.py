@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
 from strawberry.schema.schema import validate_document
 
-from gateway.plan import directive_variables
+from gateway.planning.plan import directive_variables
 
 _TOKEN_LIMIT = re.compile(r"more than \d+ tokens")
 

@@ -73,6 +73,16 @@ class Authenticator:
         # token on every request, and signature checks are the costliest step of a request.
         self._verified: dict[str, tuple[float, Principal]] = {}
 
+    def with_dev_key(self, dev_key: bytes) -> Authenticator:
+        """This authenticator's JWKS plus the development key (development mode with a JWKS)."""
+        return Authenticator(
+            issuer=self._issuer,
+            audience=self._audience,
+            dev_key=dev_key,
+            jwks=self._jwks,
+            jwks_client=self._jwks_client,
+        )
+
     @classmethod
     def from_jwks_source(cls, source: str, *, issuer: str, audience: str) -> Authenticator:
         """A JWKS file path or an https URL."""

@@ -1,0 +1,1 @@
+"""The composition root: builds a running gateway from its settings."""

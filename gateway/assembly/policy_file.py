@@ -1,0 +1,22 @@
+"""Reading the policy file: the one place the policy touches the file system."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from gateway.policy.model import Policy, PolicyError
+from gateway.policy.parsing import parse_policy
+
+
+def load_policy(path: Path, coordinates: Mapping[str, str]) -> Policy:
+    """Read and validate the policy at ``path`` against the schema's ``coordinates``.
+
+    Raises :class:`PolicyError` naming the file when it cannot be read, is not valid YAML or does
+    not validate (see :func:`gateway.policy.parsing.parse_policy`).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_policy(data, path, coordinates)
