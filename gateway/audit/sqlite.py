@@ -147,7 +147,16 @@ _PING = (
 )
 _SEARCH_CHUNK = 500
 T = TypeVar("T")
-_BUSY_TIMEOUT_MS = 10_000
+#: How long the writer waits for SQLite's write lock (another process, a checkpoint) before its
+#: group commit fails with AUDIT_UNAVAILABLE: a locked store answers 503 within about this,
+#: never holds requests for long.
+WRITE_BUSY_TIMEOUT_MS = 1_000
+#: How long a read waits for a lock (WAL readers rarely wait at all).
+READ_BUSY_TIMEOUT_MS = 2_000
+#: Transient read failures (a WAL index being rebuilt, a lock) are retried this often, with a
+#: short pause, within the search deadline of :class:`GroupCommitStore`.
+_READ_RETRIES = 3
+_TRANSIENT = ("locked", "busy", "locking protocol")
 
 
 class SQLiteAuditStore(GroupCommitStore):
@@ -167,7 +176,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     # ---- connections ---------------------------------------------------------------------
 
-    async def _connect(self, *, create: bool) -> aiosqlite.Connection:
+    async def _connect(self, *, create: bool, writer: bool = False) -> aiosqlite.Connection:
         if self._memory:
             conn = await aiosqlite.connect(":memory:", isolation_level=None)
         else:
@@ -176,7 +185,8 @@ class SQLiteAuditStore(GroupCommitStore):
             uri = f"file:{quote(str(self._file))}?mode={mode}"
             conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            busy = WRITE_BUSY_TIMEOUT_MS if writer or self._memory else READ_BUSY_TIMEOUT_MS
+            await conn.execute(f"PRAGMA busy_timeout = {busy}")
             if not self._memory:
                 await conn.execute("PRAGMA journal_mode = WAL")
                 await conn.execute("PRAGMA synchronous = FULL")
@@ -187,7 +197,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     async def _writer_conn(self) -> aiosqlite.Connection:
         if self._wconn is None:
-            self._wconn = await self._connect(create=False)
+            self._wconn = await self._connect(create=False, writer=True)
             if self._memory:
                 self._rconn = self._wconn
         return self._wconn
@@ -238,7 +248,7 @@ class SQLiteAuditStore(GroupCommitStore):
             await asyncio.to_thread(self._file.parent.mkdir, parents=True, exist_ok=True)
         async with self._wlock:
             if self._wconn is None:
-                self._wconn = await self._connect(create=True)
+                self._wconn = await self._connect(create=True, writer=True)
                 if self._memory:
                     self._rconn = self._wconn
             conn = self._wconn
@@ -430,14 +440,27 @@ class SQLiteAuditStore(GroupCommitStore):
         params = [ts(p) if isinstance(p, dt.datetime) else p for p in params]
         # Each subject row yields at least one record: q.limit rows are always enough.
         sql = f"{SEARCH_SELECT}{where} ORDER BY e.seq, s.position LIMIT ?"
-        expander = Expander(self.decision_sets, q.limit)
+        for attempt in range(_READ_RETRIES + 1):
+            try:
+                return await self._search_once(sql, [*params, q.limit], q.limit)
+            except sqlite3.OperationalError as exc:
+                # A reader under write load can meet a lock or a WAL index being rebuilt: a
+                # fresh snapshot a moment later reads fine. Anything else fails at once.
+                transient = any(word in str(exc).lower() for word in _TRANSIENT)
+                if not transient or attempt == _READ_RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _search_once(self, sql: str, params: list[Any], limit: int) -> list[AuditRecord]:
+        expander = Expander(self.decision_sets, limit)
         async with self._rlock:
             conn = await self._reader_conn()
             try:
                 # One read transaction: the rows and the sets they name from one snapshot.
                 await conn.execute("BEGIN")
                 try:
-                    async with conn.execute(sql, (*params, q.limit)) as cursor:
+                    async with conn.execute(sql, params) as cursor:
                         while chunk := await cursor.fetchmany(_SEARCH_CHUNK):
                             wanted = expander.missing(chunk)
                             if wanted:
@@ -445,8 +468,16 @@ class SQLiteAuditStore(GroupCommitStore):
                                 expander.add_sets(wanted, found)
                             if expander.feed(chunk):
                                 break
+                except asyncio.CancelledError:
+                    # The search deadline passed: stop the statement running on its thread
+                    # before the rollback queues behind it.
+                    await conn.interrupt()
+                    raise
                 finally:
                     await self._rollback(conn)
+            except asyncio.CancelledError:
+                await self._drop(conn)  # its state is unknown: the next search reconnects
+                raise
             except sqlite3.DatabaseError:
                 await self._drop(conn)  # reconnect next time: the file may have been replaced
                 raise
@@ -491,3 +522,15 @@ class SQLiteAuditStore(GroupCommitStore):
             row = await self._one(conn, _PING)
             if row is None or row[0] is None:
                 raise RuntimeError("audit chain head row is missing")
+        if self._memory:
+            return
+        # Readable is not writable: another process may hold the write lock. Take it and let
+        # go at once, in turn with this process's own group commits (under the writer lock),
+        # waiting at most the writer's busy timeout.
+        async with self._wlock:
+            await self._in_writer_thread(self._probe_write_lock)
+
+    @staticmethod
+    def _probe_write_lock(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")

@@ -71,9 +71,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway (mock registries in-process unless KETENPOORT_REGISTRIES names them)."""
-    import uvicorn
+    import asyncio
 
-    from gateway.http.app import create_app
+    from gateway.http.server import StartError
+    from gateway.http.server import serve as serve_gateway
 
     if mode is not None and mode not in ("development", "production"):
         fail("--mode must be development or production")
@@ -98,10 +99,17 @@ def serve(
         load_policy(settings.policy, gateway_coordinates())
     except (PolicyError, OSError) as exc:
         fail(f"policy refused: {exc}", 1)
-    typer.echo(
-        f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})", err=True
-    )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+    def announce() -> None:
+        typer.echo(
+            f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})",
+            err=True,
+        )
+
+    try:
+        asyncio.run(serve_gateway(settings, announce))
+    except StartError as exc:
+        fail(f"cannot start: {exc}", 1)
 
 
 @app.command()
