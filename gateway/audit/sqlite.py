@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,6 +152,10 @@ T = TypeVar("T")
 #: group commit fails with AUDIT_UNAVAILABLE: a locked store answers 503 within about this,
 #: never holds requests for long.
 WRITE_BUSY_TIMEOUT_MS = 1_000
+#: Below this much free space on the store's file system the store reports itself not ready.
+MIN_FREE_BYTES = 1 << 20
+#: How long the readiness probe waits for the write lock.
+_PROBE_BUSY_TIMEOUT_MS = 100
 #: How long a read waits for a lock (WAL readers rarely wait at all).
 READ_BUSY_TIMEOUT_MS = 2_000
 #: Transient read failures (a WAL index being rebuilt, a lock) are retried this often, with a
@@ -522,15 +527,23 @@ class SQLiteAuditStore(GroupCommitStore):
             row = await self._one(conn, _PING)
             if row is None or row[0] is None:
                 raise RuntimeError("audit chain head row is missing")
-        if self._memory:
+        if self._file is None:
             return
+        # A full disk fails the next commit that needs a page: say so before it does.
+        disk = await asyncio.to_thread(os.statvfs, self._file.parent)
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            raise RuntimeError("the audit store's file system is full")
         # Readable is not writable: another process may hold the write lock. Take it and let
         # go at once, in turn with this process's own group commits (under the writer lock),
-        # waiting at most the writer's busy timeout.
+        # waiting only briefly so that a probe never holds up the commits behind it.
         async with self._wlock:
             await self._in_writer_thread(self._probe_write_lock)
 
     @staticmethod
     def _probe_write_lock(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("ROLLBACK")
+        db.execute(f"PRAGMA busy_timeout = {_PROBE_BUSY_TIMEOUT_MS}")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_TIMEOUT_MS}")

@@ -11,6 +11,7 @@ store's writer commits what it had already accepted.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import uvicorn
@@ -41,6 +42,6 @@ async def serve(settings: Settings, announce: Callable[[], None] | None = None) 
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
     await uvicorn.Server(config).serve()
