@@ -55,7 +55,7 @@ class ChaosPlan:
 
 
 FULL = ChaosPlan(before=10.0, during=20.0, after=20.0, rate=40.0, concurrency=32)
-SHORT = ChaosPlan(before=1.5, during=3.0, after=4.0, rate=20.0, concurrency=8)
+SHORT = ChaosPlan(before=0.7, during=2.0, after=1.5, rate=20.0, concurrency=8)
 
 #: Codes each fault may answer with while it lasts (README "Error codes").
 EXPECTED = {
@@ -64,8 +64,14 @@ EXPECTED = {
     "quota": {"QUOTA_UNAVAILABLE"},
 }
 #: Codes of a healthy answer (policy refusals are part of the mix).
-NORMAL = {"FIELD_NOT_PERMITTED", "SUBJECT_OUT_OF_SCOPE", "PURPOSE_SUSPENDED",
-          "PURPOSE_NOT_GRANTED", "PURPOSE_FORBIDDEN", "TOO_MANY_SUBJECTS"}
+NORMAL = {
+    "FIELD_NOT_PERMITTED",
+    "SUBJECT_OUT_OF_SCOPE",
+    "PURPOSE_SUSPENDED",
+    "PURPOSE_NOT_GRANTED",
+    "PURPOSE_FORBIDDEN",
+    "TOO_MANY_SUBJECTS",
+}
 
 
 @dataclass
@@ -107,8 +113,15 @@ async def run_fault(stack: Stack, fault: Fault, plan: ChaosPlan) -> dict[str, An
     before_trail = await harness.trail_entries(stack.store_url)
     mix = build_mix(stack.state, int(plan.rate * (plan.before + plan.during + plan.after)) + 50)
     total = plan.before + plan.during + plan.after
-    load = Load([g.url + "/graphql" for g in stack.gateways], mix, plan.rate, total,
-                int(plan.rate * total * 1.1) + 10, concurrency=plan.concurrency, timeout=30.0)
+    load = Load(
+        [g.url + "/graphql" for g in stack.gateways],
+        mix,
+        plan.rate,
+        total,
+        int(plan.rate * total * 1.1) + 10,
+        concurrency=plan.concurrency,
+        timeout=30.0,
+    )
     task = asyncio.create_task(load.run())
     await asyncio.sleep(plan.before)
     t_inject = time.monotonic() - _started(load)
@@ -120,15 +133,22 @@ async def run_fault(stack: Stack, fault: Fault, plan: ChaosPlan) -> dict[str, An
         await asyncio.sleep(min(0.5, max(0.0, end_fault - time.monotonic())))
     t_restore = time.monotonic() - _started(load)
     await fault.restore(stack)
-    recovered_ready = await harness.until(
-        lambda: _ready(stack), READY_LIMIT_S, step=0.2
-    )
+    recovered_ready = await harness.until(lambda: _ready(stack), READY_LIMIT_S, step=0.2)
     outcomes = await task
     if recovered_ready is None:
         ready_seen.append({"after_restore": await stack.gateways[0].readyz()})
     after_trail = await harness.trail_entries(stack.store_url)
-    return judge_fault(fault, outcomes, before_trail, after_trail, t_inject, t_restore,
-                       ready_seen, recovered_ready, stack)
+    return judge_fault(
+        fault,
+        outcomes,
+        before_trail,
+        after_trail,
+        t_inject,
+        t_restore,
+        ready_seen,
+        recovered_ready,
+        stack,
+    )
 
 
 def _started(load: Load) -> float:
@@ -156,12 +176,12 @@ def judge_fault(
         phase = "before" if o.t < t_inject else "during" if o.t < t_restore else "after"
         phases[phase].append(o)
     counts = harness.tally(outcomes, after_trail)
-    lost = sum(
-        1 for trace, n in before_trail.items() if after_trail.get(trace, 0) < n
-    )
+    lost = sum(1 for trace, n in before_trail.items() if after_trail.get(trace, 0) < n)
     during = phases["during"]
     unexpected = Counter(
-        code for o in during for code in (o.codes or ("-",))
+        code
+        for o in during
+        for code in (o.codes or ("-",))
         if code not in fault.expected | NORMAL | {"-"}
     )
     unexpected.update(f"transport:{o.error}" for o in during if o.status == 0)
@@ -181,9 +201,7 @@ def judge_fault(
         "fault": fault.name,
         "stack": fault.stack,
         "requests": counts["requests"],
-        "phases": {
-            name: _phase_counts(items) for name, items in phases.items()
-        },
+        "phases": {name: _phase_counts(items) for name, items in phases.items()},
         "unexpected_during": dict(unexpected),
         "readyz_reported_down": down_seen,
         "readyz_dependency": dep or None,
@@ -197,9 +215,13 @@ def judge_fault(
         "readyz_samples": ready_seen[-3:],
     }
     result["pass"] = bool(
-        result["unrecorded"] == 0 and result["lost"] == 0 and result["leaks"] == 0
-        and result["undocumented_5xx"] == 0 and not unexpected
-        and (down_seen is None or down_seen) and result["recovery_s"] is not None
+        result["unrecorded"] == 0
+        and result["lost"] == 0
+        and result["leaks"] == 0
+        and result["undocumented_5xx"] == 0
+        and not unexpected
+        and (down_seen is None or down_seen)
+        and result["recovery_s"] is not None
     )
     return result
 
@@ -264,8 +286,8 @@ _HOLD = (
 
 async def _lock_sqlite(stack: Stack) -> None:
     path = stack.store_url[len("sqlite:///") :]
-    process = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, path, "120"], stdout=subprocess.PIPE
+    process = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-c", _HOLD, path, "120"], stdout=subprocess.PIPE
     )
     assert process.stdout is not None
     await asyncio.to_thread(process.stdout.readline)  # holds the lock from here on
@@ -309,12 +331,22 @@ def faults() -> list[Fault]:
     return [
         registry_fault("registry answers 500", status=500),
         registry_fault("registry times out", timeout=True),
-        Fault("registry resets connections", "BVV", EXPECTED["registry"], _registry_reset,
-              _registry_up),
+        Fault(
+            "registry resets connections",
+            "BVV",
+            EXPECTED["registry"],
+            _registry_reset,
+            _registry_up,
+        ),
         registry_fault("registry returns malformed JSON", malformed=True),
         registry_fault("registry answers in 10 s", latency=10.0),
-        Fault("SQLite file locked by another process", "audit", EXPECTED["audit"],
-              _lock_sqlite, _unlock_sqlite),
+        Fault(
+            "SQLite file locked by another process",
+            "audit",
+            EXPECTED["audit"],
+            _lock_sqlite,
+            _unlock_sqlite,
+        ),
         Fault("SQLite disk full", "audit", EXPECTED["audit"], _fill_disk, _free_disk),
         proxy_fault("PostgreSQL stopped and restarted", "postgres", "audit", EXPECTED["audit"]),
         proxy_fault("Redis stopped and restarted", "redis", "quota", EXPECTED["quota"]),
@@ -340,24 +372,28 @@ async def sqlite_stack(work: Path, mount: bool) -> Any:
             raise RuntimeError("mock registries did not start")
         await proxy.up()
         base = f"http://127.0.0.1:{proxy.port}"
-        env = harness.gateway_env(
-            state, registries=f"bvv={base}/bvv,coa={base}/coa,ind={base}/ind"
-        )
+        env = harness.gateway_env(state, registries=f"bvv={base}/bvv,coa={base}/coa,ind={base}/ind")
         gw = harness.Gateway(harness.free_port(), env, work / "gateway-sqlite.log")
         gateways.append(gw)
         gw.start()
         if not await gw.wait_ready():
             raise RuntimeError(f"gateway did not become ready; see {gw.log}")
-        yield Stack(gateways, f"sqlite:///{state / 'audit.db'}", state, mocks,
-                    f"http://127.0.0.1:{mocks_port}", {"registries": proxy},
-                    state if mounted else None)
+        yield Stack(
+            gateways,
+            f"sqlite:///{state / 'audit.db'}",
+            state,
+            mocks,
+            f"http://127.0.0.1:{mocks_port}",
+            {"registries": proxy},
+            state if mounted else None,
+        )
     finally:
         harness.terminate_all(gateways)
         await proxy.close()
         mocks.terminate()
         mocks.wait(timeout=10)
         if mounted:
-            subprocess.run(["umount", "-l", str(state)], check=False)
+            await asyncio.to_thread(subprocess.run, ["umount", "-l", str(state)], check=False)
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
@@ -366,7 +402,8 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
         return False
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return done.returncode == 0
 
@@ -393,8 +430,14 @@ async def scaled_stack(work: Path) -> Any:
             redis_port=redis_proxy.port,
             registries=f"bvv={base}/bvv,coa={base}/coa,ind={base}/ind",
         ) as cluster:
-            yield Stack(cluster.gateways, cluster.audit_url, cluster.state, mocks, base,
-                        {"postgres": pg_proxy, "redis": redis_proxy})
+            yield Stack(
+                cluster.gateways,
+                cluster.audit_url,
+                cluster.state,
+                mocks,
+                base,
+                {"postgres": pg_proxy, "redis": redis_proxy},
+            )
     finally:
         await pg_proxy.close()
         await redis_proxy.close()
@@ -406,12 +449,20 @@ async def scaled_stack(work: Path) -> Any:
 
 
 async def sigterm_run(stack: Stack, plan: ChaosPlan, grace: float) -> dict[str, Any]:
-    """SIGTERM under traffic: in-flight answered and recorded, new refused, exit in grace."""
+    """SIGTERM under traffic: in-flight answered and recorded, new refused, exit in grace;
+    then a restart and traffic again."""
     gw = stack.gateways[0]
     mix = build_mix(stack.state, int(plan.rate * 60) + 50)
-    total = plan.before + plan.during + plan.after
-    load = Load([gw.url + "/graphql"], mix, plan.rate, total, int(plan.rate * total * 1.1) + 10,
-                concurrency=plan.concurrency, timeout=30.0)
+    total = plan.before + plan.during
+    load = Load(
+        [gw.url + "/graphql"],
+        mix,
+        plan.rate,
+        total,
+        int(plan.rate * total * 1.1) + 10,
+        concurrency=plan.concurrency,
+        timeout=30.0,
+    )
     task = asyncio.create_task(load.run())
     await asyncio.sleep(plan.before)
     t_term = time.monotonic() - _started(load)
@@ -420,33 +471,41 @@ async def sigterm_run(stack: Stack, plan: ChaosPlan, grace: float) -> dict[str, 
     assert gw.process is not None
     exit_code = await asyncio.to_thread(_wait_exit, gw.process, grace + 5)
     exit_s = time.monotonic() - t0
-    await asyncio.sleep(max(0.0, plan.during - exit_s))
-    t_restart = time.monotonic() - _started(load)
+    outcomes = list(await task)
+    t1 = time.monotonic()
     gw.start()
     ready = await gw.wait_ready()
-    outcomes = await task
+    restart_s = time.monotonic() - t1
+    again = Load(
+        [gw.url + "/graphql"],
+        mix,
+        plan.rate,
+        plan.after,
+        int(plan.rate * plan.after * 1.1) + 10,
+        concurrency=plan.concurrency,
+    )
+    after = await again.run()
     trail = await harness.trail_entries(stack.store_url)
-    counts = harness.tally(outcomes, trail)
+    counts = harness.tally([*outcomes, *after], trail)
     # In flight: sent well before the signal (50 ms: the request had reached the server).
     in_flight = [o for o in outcomes if o.t < t_term - 0.05 and o.t + o.latency > t_term]
     dropped = [o for o in in_flight if o.status == 0]
-    refused = [o for o in outcomes if t_term + exit_s < o.t < t_restart and o.status != 0]
-    good_after = [o.t + o.latency - t_restart for o in outcomes
-                  if o.t >= t_restart and o.status == 200]
-    ok, line = await asyncio.to_thread(harness.verify, stack.store_url, stack.state)
+    answered_late = [o for o in outcomes if o.t > t_term + exit_s and o.status != 0]
+    good_after = [o.t + o.latency for o in after if o.status == 200]
+    ok, line = await harness.verify(stack.store_url)
     result = {
         "fault": "SIGTERM during traffic",
         "stack": "sqlite",
         "requests": counts["requests"],
-        "phases": {"all": _phase_counts(outcomes)},
+        "phases": {"until exit": _phase_counts(outcomes), "after restart": _phase_counts(after)},
         "in_flight_at_signal": len(in_flight),
         "in_flight_dropped": len(dropped),
-        "answered_while_stopped": len(refused),
+        "answered_while_stopped": len(answered_late),
         "exit_code": exit_code,
         "exit_s": round(exit_s, 2),
         "grace_s": grace,
-        "restarted_ready": ready,
-        "recovery_s": round(min(good_after), 2) if good_after else None,
+        "restart_to_ready_s": round(restart_s, 2) if ready else None,
+        "recovery_s": round(restart_s + min(good_after), 2) if ready and good_after else None,
         "unrecorded": counts["unrecorded"],
         "lost": counts["unrecorded"],
         "leaks": counts["leaks"],
@@ -454,9 +513,15 @@ async def sigterm_run(stack: Stack, plan: ChaosPlan, grace: float) -> dict[str, 
         "audit_verify": {"ok": ok, "detail": line},
     }
     result["pass"] = bool(
-        not dropped and not refused and exit_code is not None and exit_s <= grace
-        and counts["unrecorded"] == 0 and counts["leaks"] == 0 and ok
-        and counts["undocumented_5xx"] == 0 and result["recovery_s"] is not None
+        not dropped
+        and not answered_late
+        and exit_code is not None
+        and exit_s <= grace
+        and counts["unrecorded"] == 0
+        and counts["leaks"] == 0
+        and ok
+        and counts["undocumented_5xx"] == 0
+        and result["recovery_s"] is not None
     )
     return result
 
@@ -478,8 +543,15 @@ async def sigkill_run(stack: Stack, plan: ChaosPlan, kills: int) -> dict[str, An
     outcomes: list[Outcome] = []
     restarts: list[float] = []
     for _ in range(kills):
-        load = Load([gw.url + "/graphql"], mix, rate, per, int(rate * per) + 10,
-                    concurrency=plan.concurrency * 2, timeout=30.0)
+        load = Load(
+            [gw.url + "/graphql"],
+            mix,
+            rate,
+            per,
+            int(rate * per) + 10,
+            concurrency=plan.concurrency * 2,
+            timeout=30.0,
+        )
         task = asyncio.create_task(load.run())
         await asyncio.sleep(plan.before)
         harness.kill(gw)
@@ -492,7 +564,7 @@ async def sigkill_run(stack: Stack, plan: ChaosPlan, kills: int) -> dict[str, An
     counts = harness.tally(outcomes, trail)
     received = [o for o in outcomes if o.status == 200]
     missing = [o for o in received if o.has_data and o.trace_id not in trail]
-    ok, line = await asyncio.to_thread(harness.verify, stack.store_url, stack.state)
+    ok, line = await harness.verify(stack.store_url)
     result = {
         "fault": "SIGKILL during group commits",
         "stack": "sqlite",
@@ -509,8 +581,12 @@ async def sigkill_run(stack: Stack, plan: ChaosPlan, kills: int) -> dict[str, An
         "audit_verify": {"ok": ok, "detail": line},
     }
     result["pass"] = bool(
-        not missing and counts["unrecorded"] == 0 and counts["leaks"] == 0 and ok
-        and counts["undocumented_5xx"] == 0 and len(restarts) == kills
+        not missing
+        and counts["unrecorded"] == 0
+        and counts["leaks"] == 0
+        and ok
+        and counts["undocumented_5xx"] == 0
+        and len(restarts) == kills
     )
     return result
 
@@ -526,6 +602,7 @@ async def run(plan: ChaosPlan, only: set[str] | None, work: Path, kills: int) ->
         return only is None or any(w.lower() in name.lower() for w in only)
 
     all_faults = faults()
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
     async with sqlite_stack(work, mount=True) as stack:
         for fault in all_faults:
             if fault.stack != "sqlite" or not wanted(fault.name):
@@ -539,24 +616,33 @@ async def run(plan: ChaosPlan, only: set[str] | None, work: Path, kills: int) ->
             results.append(await sigterm_run(stack, plan, grace=harness.SHUTDOWN_GRACE_S))
         if wanted("SIGKILL during group commits"):
             results.append(await sigkill_run(stack, plan, kills))
-        ok, line = await asyncio.to_thread(harness.verify, stack.store_url, stack.state)
-        notes.append(f"SQLite trail after every fault: audit verify {'OK' if ok else 'FAILED'}: "
-                     f"{line}")
+        ok, line = await harness.verify(stack.store_url)
+        notes.append(
+            f"SQLite trail after every fault: audit verify {'OK' if ok else 'FAILED'}: {line}"
+        )
     scaled = [f for f in all_faults if f.stack == "scaled" and wanted(f.name)]
     if scaled:
         async with scaled_stack(work) as stack:
             for fault in scaled:
                 results.append(await run_fault(stack, fault, plan))
-            ok, line = await asyncio.to_thread(harness.verify, stack.store_url, stack.state)
-            notes.append(f"PostgreSQL trail after every fault: audit verify "
-                         f"{'OK' if ok else 'FAILED'}: {line}")
+            ok, line = await harness.verify(stack.store_url)
+            notes.append(
+                f"PostgreSQL trail after every fault: audit verify "
+                f"{'OK' if ok else 'FAILED'}: {line}"
+            )
     keys = ("requests", "unrecorded", "lost", "leaks", "undocumented_5xx")
     total: dict[str, Any] = {k: sum(r[k] for r in results) for k in keys}
     total["pass"] = all(r["pass"] for r in results) and all("FAILED" not in n for n in notes)
     return {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "plan": {"before_s": plan.before, "during_s": plan.during, "after_s": plan.after,
-                 "rate": plan.rate, "concurrency": plan.concurrency, "sigkills": kills},
+        "plan": {
+            "before_s": plan.before,
+            "during_s": plan.during,
+            "after_s": plan.after,
+            "rate": plan.rate,
+            "concurrency": plan.concurrency,
+            "sigkills": kills,
+        },
         "faults": results,
         "notes": notes,
         "total": total,
@@ -572,8 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = SHORT if args.short else FULL
     out = args.out or (Path(tempfile.gettempdir()) / "ketenpoort-chaos" if args.short else RESULTS)
     with tempfile.TemporaryDirectory(prefix="ketenpoort-chaos-") as tmp:
-        result = asyncio.run(run(plan, set(args.only) if args.only else None, Path(tmp),
-                                 kills=1 if args.short else 3))
+        result = asyncio.run(
+            run(
+                plan, set(args.only) if args.only else None, Path(tmp), kills=1 if args.short else 3
+            )
+        )
     from bench.reliability_report import write_chaos
 
     write_chaos(result, out)

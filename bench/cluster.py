@@ -156,7 +156,7 @@ class Cluster:
             netloc = f"{admin.username or 'postgres'}@127.0.0.1:{postgres_port}"
         audit_url = urlunparse(admin._replace(netloc=netloc, path=f"/{name}"))
         redis_url = DEFAULT_REDIS if redis_port is None else f"redis://127.0.0.1:{redis_port}/0"
-        base.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True)
         cluster = cls.start(
             base,
             ports=[free_port() for _ in range(processes)],
@@ -187,9 +187,7 @@ async def _admin(url: str) -> asyncpg.Connection:
     try:
         return await asyncio.wait_for(asyncpg.connect(admin_url), 5)
     except Exception as exc:
-        raise ClusterError(
-            f"PostgreSQL is not reachable at {redacted(admin_url)} ({exc})"
-        ) from exc
+        raise ClusterError(f"PostgreSQL is not reachable at {redacted(admin_url)} ({exc})") from exc
 
 
 async def create_database(server: str, name: str) -> None:
@@ -260,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     state = args.state.resolve()
     cluster = Cluster.start(
-        state / "logs", ports=args.ports, audit_url=args.postgres, redis_url=args.redis,
-        traces=args.traces, state=state,
+        state / "logs",
+        ports=args.ports,
+        audit_url=args.postgres,
+        redis_url=args.redis,
+        traces=args.traces,
+        state=state,
     )
     try:
         try:
@@ -269,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterError as exc:
             print(f"serve-scaled: {exc}", file=sys.stderr)
             return 1
-        print("serve-scaled: ready —", ", ".join(u + "/graphql" for u in cluster.urls),
-              file=sys.stderr)
+        print(
+            "serve-scaled: ready —",
+            ", ".join(u + "/graphql" for u in cluster.urls),
+            file=sys.stderr,
+        )
         print(
             f"serve-scaled: audit {redacted(args.postgres)}, cache and quotas "
             f"{redacted(args.redis)}, state {state}, logs {state / 'logs'}",
@@ -285,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             exited = [g for g in cluster.gateways if not g.alive()]
             if exited:
                 code = exited[0].process.returncode if exited[0].process else 1
-                print(f"serve-scaled: a gateway exited ({code}); stopping the rest",
-                      file=sys.stderr)
+                print(
+                    f"serve-scaled: a gateway exited ({code}); stopping the rest", file=sys.stderr
+                )
                 return code or 1
             time.sleep(0.5)
         return 0

@@ -66,8 +66,9 @@ def main() -> None:
     args = parser.parse_args()
     import uvicorn
 
-    uvicorn.run(fault_app(), host="127.0.0.1", port=args.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        fault_app(), host="127.0.0.1", port=args.port, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

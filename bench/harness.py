@@ -71,8 +71,16 @@ class Gateway:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         handle = self.log.open("ab")
-        argv = [sys.executable, "-m", "gateway.cli.main", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT
         )
@@ -86,8 +94,9 @@ class Gateway:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
-        deadline = time.monotonic() + timeout
+    async def wait_ready(self, limit: float = READY_TIMEOUT_S) -> bool:
+        """Whether /readyz answers 200 within ``limit`` seconds (False if the process died)."""
+        deadline = time.monotonic() + limit
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not self.alive():
@@ -142,11 +151,15 @@ def gateway_env(state: Path, **settings: str) -> dict[str, str]:
 
 def start_mocks(port: int, log: Path) -> subprocess.Popen[bytes]:
     """``python -m bench.fault_mocks`` on ``port`` (faults switchable over HTTP)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("ab")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.fault_mocks", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     handle.close()
     return process
@@ -173,7 +186,6 @@ async def until(
                 return time.monotonic() - t0
         await asyncio.sleep(step)
     return None
-
 
 
 def registries_setting(base: str) -> str:
@@ -301,15 +313,20 @@ async def trail_entries(store_url: str) -> dict[str, int]:
     return dict(out)
 
 
-def verify(store_url: str, state: Path) -> tuple[bool, str]:
-    """``ketenpoort audit verify`` on the store: (ok, its one line)."""
-    env = gateway_env(state, audit_store=store_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "audit", "verify"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    line = (done.stdout.strip() or done.stderr.strip()).splitlines()
-    return done.returncode == 0, line[-1] if line else f"exit {done.returncode}"
+async def verify(store_url: str) -> tuple[bool, str]:
+    """The store's chain walk — what ``ketenpoort audit verify`` runs — as (ok, one line)."""
+    from bench.reliability_api import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        result = await store.verify()
+    finally:
+        await store.close()
+    if result.ok:
+        return True, f"OK: {result.detail}"
+    where = f"entry seq {result.first_broken_seq}" if result.first_broken_seq else "head"
+    return False, f"BROKEN at {where}: {result.detail} ({result.checked} entries checked)"
 
 
 def log_errors(logs: Iterable[Path]) -> list[str]:

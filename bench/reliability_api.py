@@ -2,6 +2,7 @@
 
 from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
 from gateway.assembly.policy_file import load_policy
+from gateway.audit.stores import open_store
 from gateway.config import DEFAULT_POLICY, Settings
 from gateway.execution.schema import graphql_schema, schema_coordinates
 from gateway.policy.model import Policy
@@ -22,4 +23,5 @@ __all__ = [
     "load_or_create_dev_key",
     "load_policy",
     "mint_dev_token",
+    "open_store",
 ]

@@ -95,8 +95,13 @@ def plot_soak(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = result["scenarios"]
-    fig, axes = plt.subplots(3, max(1, len(scenarios)), figsize=(6 * max(1, len(scenarios)), 8),
-                             squeeze=False, sharex="col")
+    fig, axes = plt.subplots(
+        3,
+        max(1, len(scenarios)),
+        figsize=(6 * max(1, len(scenarios)), 8),
+        squeeze=False,
+        sharex="col",
+    )
     for col, s in enumerate(scenarios):
         samples = s["samples"]
         t = [x["t"] for x in samples]
@@ -134,7 +139,7 @@ def write_chaos(result: dict[str, Any], out: Path) -> None:
     ]
     for f in result["faults"]:
         phases = f["phases"]
-        during = phases.get("during") or phases.get("all") or {}
+        during = phases.get("during") or phases.get("until exit") or phases.get("all") or {}
         answers = ", ".join(f"{k}: {v}" for k, v in (during.get("answers") or {}).items())
         down = f.get("readyz_reported_down")
         down_text = "n/a (health answers)" if down is None else ("yes" if down else "**no**")
@@ -149,9 +154,21 @@ def write_chaos(result: dict[str, Any], out: Path) -> None:
             k: v
             for k, v in f.items()
             if k
-            in ("unexpected_during", "max_latency_during_s", "ready_again_s", "in_flight_at_signal",
-                "in_flight_dropped", "answered_while_stopped", "exit_code", "exit_s", "grace_s",
-                "kills", "answers_received_with_data", "restart_to_ready_s", "audit_verify")
+            in (
+                "unexpected_during",
+                "max_latency_during_s",
+                "ready_again_s",
+                "in_flight_at_signal",
+                "in_flight_dropped",
+                "answered_while_stopped",
+                "exit_code",
+                "exit_s",
+                "grace_s",
+                "kills",
+                "answers_received_with_data",
+                "restart_to_ready_s",
+                "audit_verify",
+            )
             and v not in ({}, None)
         }
         lines.append(f"- **{f['fault']}**: " + "; ".join(f"{k} {v}" for k, v in extra.items()))

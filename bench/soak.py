@@ -42,7 +42,7 @@ class SoakPlan:
 
 
 FULL = SoakPlan(duration=600.0, rate=200.0, warmup=60.0, concurrency=64)
-SHORT = SoakPlan(duration=12.0, rate=40.0, warmup=3.0, concurrency=16)
+SHORT = SoakPlan(duration=6.0, rate=30.0, warmup=2.0, concurrency=16)
 
 
 async def soak_gateways(
@@ -55,8 +55,14 @@ async def soak_gateways(
 ) -> dict[str, Any]:
     """Run the mix against running gateways; count, verify, scan. One scenario's result."""
     mix = build_mix(state, plan.max_requests)
-    load = Load([g.url + "/graphql" for g in gateways], mix, plan.rate, plan.duration,
-                plan.max_requests, concurrency=plan.concurrency)
+    load = Load(
+        [g.url + "/graphql" for g in gateways],
+        mix,
+        plan.rate,
+        plan.duration,
+        plan.max_requests,
+        concurrency=plan.concurrency,
+    )
     started = time.monotonic()
     sampler = harness.Sampler([g.pid for g in gateways], load.outcomes, started)
     sampler.sample()
@@ -71,7 +77,7 @@ async def soak_gateways(
     outcomes = load.outcomes
     trail = await harness.trail_entries(store_url)
     counts = harness.tally(outcomes, trail)
-    ok, verify_line = await asyncio.to_thread(harness.verify, store_url, state)
+    ok, verify_line = await harness.verify(store_url)
     samples = sampler.samples
     after_warmup = [s for s in samples if s["t"] >= plan.warmup] or samples
     rss_warm = after_warmup[0]["rss_kib"]
@@ -172,8 +178,12 @@ async def run(plan: SoakPlan, scenarios: list[str], work: Path) -> dict[str, Any
             results.append(await fn(work, plan, mocks))
     return {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "plan": {"duration_s": plan.duration, "rate": plan.rate, "warmup_s": plan.warmup,
-                 "concurrency": plan.concurrency},
+        "plan": {
+            "duration_s": plan.duration,
+            "rate": plan.rate,
+            "warmup_s": plan.warmup,
+            "concurrency": plan.concurrency,
+        },
         "scenarios": results,
         "total": totals(results),
     }
@@ -189,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = SHORT if args.short else FULL
     if args.duration or args.rate:
-        plan = SoakPlan(args.duration or plan.duration, args.rate or plan.rate,
-                        min(plan.warmup, (args.duration or plan.duration) / 5), plan.concurrency)
+        plan = SoakPlan(
+            args.duration or plan.duration,
+            args.rate or plan.rate,
+            min(plan.warmup, (args.duration or plan.duration) / 5),
+            plan.concurrency,
+        )
     out = args.out or (Path(tempfile.gettempdir()) / "ketenpoort-soak" if args.short else RESULTS)
     with tempfile.TemporaryDirectory(prefix="ketenpoort-soak-") as tmp:
         result = asyncio.run(run(plan, args.scenario or ["sqlite", "scaled"], Path(tmp)))

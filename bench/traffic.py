@@ -19,7 +19,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,16 +134,32 @@ def principals(policy: Policy) -> dict[str, list[Principal]]:
                         continue
                     out[kind].append(
                         Principal(
-                            kind, org.id, role, purpose.id, (purpose.id,), activity, org.oin,
-                            purpose.max_subjects, purpose.quota_per_day, query,
+                            kind,
+                            org.id,
+                            role,
+                            purpose.id,
+                            (purpose.id,),
+                            activity,
+                            org.oin,
+                            purpose.max_subjects,
+                            purpose.quota_per_day,
+                            query,
                         )
                     )
                 grant = policy.grant(org.id, [role], purpose.id)
                 if "Query.auditZoeken" in grant.allowed:
                     out["search"].append(
                         Principal(
-                            "search", org.id, role, purpose.id, (purpose.id,), activity, org.oin,
-                            1, purpose.quota_per_day, SEARCH_QUERY,
+                            "search",
+                            org.id,
+                            role,
+                            purpose.id,
+                            (purpose.id,),
+                            activity,
+                            org.oin,
+                            1,
+                            purpose.quota_per_day,
+                            SEARCH_QUERY,
                         )
                     )
     # Refusals: a suspended purpose, a purpose missing from the token, a purpose with no rule.
@@ -151,20 +167,49 @@ def principals(policy: Policy) -> dict[str, list[Principal]]:
     nvik = policy.organisations["NVIK"]
     for p in suspended:
         out["refused"].append(
-            Principal("refused", "NVIK", "analist", p.id, (p.id,), p.processing_activities[0],
-                      nvik.oin, 1, 1, REFUSED_QUERY)
+            Principal(
+                "refused",
+                "NVIK",
+                "analist",
+                p.id,
+                (p.id,),
+                p.processing_activities[0],
+                nvik.oin,
+                1,
+                1,
+                REFUSED_QUERY,
+            )
         )
     coa = policy.organisations["COA"]
     tv = policy.purposes["TOEZICHT_VW"]
     out["refused"].append(
-        Principal("refused", "COA", "medewerker", tv.id, ("OPVANG_UITVOERING",),
-                  tv.processing_activities[0], coa.oin, 1, 1, REFUSED_QUERY)
+        Principal(
+            "refused",
+            "COA",
+            "medewerker",
+            tv.id,
+            ("OPVANG_UITVOERING",),
+            tv.processing_activities[0],
+            coa.oin,
+            1,
+            1,
+            REFUSED_QUERY,
+        )
     )
     kmar = policy.organisations["KMAR"]
     out["refused"].append(
-        Principal("refused", "KMAR", "grensbewaker", "TERUGKEER", ("TERUGKEER",),
-                  policy.purposes["TERUGKEER"].processing_activities[0], kmar.oin, 1, 1,
-                  REFUSED_QUERY)
+        Principal(
+            "refused",
+            "KMAR",
+            "grensbewaker",
+            "TERUGKEER",
+            ("TERUGKEER",),
+            policy.purposes["TERUGKEER"].processing_activities[0],
+            kmar.oin,
+            1,
+            1,
+            REFUSED_QUERY,
+        )
     )
     return out
 
@@ -207,8 +252,14 @@ class Mix:
         token = self._tokens.get(sub)
         if token is None:
             token = mint_dev_token(
-                self.key, issuer=self._issuer, audience=self._audience, subject=sub,
-                oin=p.oin, organisation=p.org, roles=[p.role], purposes=list(p.token_purposes),
+                self.key,
+                issuer=self._issuer,
+                audience=self._audience,
+                subject=sub,
+                oin=p.oin,
+                organisation=p.org,
+                roles=[p.role],
+                purposes=list(p.token_purposes),
                 ttl=6 * 3600,
             )
             self._tokens[sub] = token
@@ -261,8 +312,9 @@ class Mix:
         return p, headers, {"query": p.query, "variables": variables}, n
 
 
-def build_mix(state: Path, expected_requests: int, *, seed: int = 1, policy: Path | None = None
-              ) -> Mix:
+def build_mix(
+    state: Path, expected_requests: int, *, seed: int = 1, policy: Path | None = None
+) -> Mix:
     """A mix for the gateway whose development key lives in ``state``."""
     loaded = load_policy(policy or DEFAULT_POLICY, coordinates())
     settings = Settings()
@@ -291,8 +343,13 @@ def judge(p: Principal, status: int, body: Any) -> tuple[tuple[str, ...], bool, 
     if not isinstance(body, dict):
         return ("NOT_JSON",), False, 0
     codes = tuple(
-        sorted({str((e.get("extensions") or {}).get("code", "?")) for e in body.get("errors") or []
-                if isinstance(e, dict)})
+        sorted(
+            {
+                str((e.get("extensions") or {}).get("code", "?"))
+                for e in body.get("errors") or []
+                if isinstance(e, dict)
+            }
+        )
     )
     data = body.get("data")
     has = isinstance(data, dict) and any(v not in (None, []) for v in data.values())
@@ -318,9 +375,11 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> list[Outcome]:
-        limits = httpx.Limits(max_connections=self.concurrency,
-                              max_keepalive_connections=self.concurrency,
-                              keepalive_expiry=1.0)
+        limits = httpx.Limits(
+            max_connections=self.concurrency,
+            max_keepalive_connections=self.concurrency,
+            keepalive_expiry=1.0,
+        )
         start = time.monotonic()
         self.started = start
         counter = iter(range(self.max_requests))
@@ -353,11 +412,29 @@ class Load:
             except ValueError:
                 payload = None
             codes, has, leaks = judge(p, r.status_code, payload)
-            out = Outcome(t0 - start, latency, p.kind, p.label, trace_id, r.status_code, codes,
-                          has, leaks, subjects=n)
+            out = Outcome(
+                t0 - start,
+                latency,
+                p.kind,
+                p.label,
+                trace_id,
+                r.status_code,
+                codes,
+                has,
+                leaks,
+                subjects=n,
+            )
         except httpx.HTTPError as exc:
-            out = Outcome(t0 - start, time.monotonic() - t0, p.kind, p.label, trace_id, 0,
-                          error=type(exc).__name__, subjects=n)
+            out = Outcome(
+                t0 - start,
+                time.monotonic() - t0,
+                p.kind,
+                p.label,
+                trace_id,
+                0,
+                error=type(exc).__name__,
+                subjects=n,
+            )
         self.outcomes.append(out)
         if self.on_outcome is not None:
             self.on_outcome(out)
