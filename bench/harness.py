@@ -346,8 +346,13 @@ def log_errors(logs: Iterable[Path]) -> list[str]:
 DOCUMENTED_503 = {"AUDIT_UNAVAILABLE", "QUOTA_UNAVAILABLE"}
 
 
-def tally(outcomes: Sequence[Outcome], trail: Mapping[str, int]) -> dict[str, Any]:
-    """Counters of one scenario: by status and code, unrecorded, leaks, undocumented 5xx."""
+def tally(
+    outcomes: Sequence[Outcome],
+    trail: Mapping[str, int],
+    documented_503: frozenset[str] = frozenset(DOCUMENTED_503),
+) -> dict[str, Any]:
+    """Counters of one scenario: by status and code, unrecorded, leaks, undocumented 5xx
+    (any 5xx but a 503 with only ``documented_503`` codes: none at all without a fault)."""
     by_status: Counter[str] = Counter()
     by_code: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
@@ -365,7 +370,7 @@ def tally(outcomes: Sequence[Outcome], trail: Mapping[str, int]) -> dict[str, An
             with_data += 1
             if o.trace_id not in trail:
                 unrecorded += 1
-        if o.status >= 500 and not (o.status == 503 and set(o.codes) <= DOCUMENTED_503 and o.codes):
+        if o.status >= 500 and not (o.status == 503 and o.codes and set(o.codes) <= documented_503):
             undocumented += 1
     return {
         "requests": len(outcomes),

@@ -109,7 +109,7 @@ def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
     if root.refusal is not None:
         for vnummer in vnummers:
             state.accesses.append(Access(root, vnummer, root.decisions))
-        raise root.refusal
+        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
     persons = state.persons
     outcomes = []
     for vnummer in vnummers:
@@ -135,7 +135,7 @@ def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
 async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
-        raise root.refusal
+        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
     surname = surname.strip()
     if not surname or len(surname) > 200:
         raise GatewayError(Code.BAD_USER_INPUT, "geslachtsnaam must be 1-200 characters.")
@@ -163,7 +163,7 @@ async def statistics(info: Info, peildatum: str, grouping: Any) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal
+        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
     try:
         cells = await _suppressed_cells(state, peildatum, grouping.value)
     except GatewayError as error:  # recorded as what it was: nothing given
@@ -228,7 +228,7 @@ async def audit_search(
     state, root = _root(info)
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal
+        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
     query = AuditQuery(  # input checked first: a bad search gives nothing, so records no "given"
         subject=state.pseudonym(check_vnummer(vnummer)) if vnummer is not None else None,
         officer=officer,
