@@ -362,7 +362,7 @@ async def sqlite_stack(work: Path, mount: bool) -> Any:
     proxy."""
     state = work / "sqlite-state"
     state.mkdir(parents=True, exist_ok=True)
-    mounted = mount and _mount_tmpfs(state, "24m")
+    mounted = mount and _mount_tmpfs(state, "256m")
     mocks_port = harness.free_port()
     mocks = harness.start_mocks(mocks_port, work / "mocks.log")
     proxy = TcpProxy("127.0.0.1", mocks_port)
