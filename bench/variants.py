@@ -11,7 +11,7 @@ import datetime as dt
 import sys
 import threading
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,11 @@ from gateway import domain
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.chain import VerifyResult
+from gateway.audit.logcheck import LogCheck
+from gateway.audit.merkle import Node
+from gateway.audit.note import Checkpoint
+from gateway.audit.tree import TreeReader
+from gateway.audit.writer import EntryRows
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.config import Settings
 from gateway.execution.schema import schema_config
@@ -95,6 +100,24 @@ class MemoryAuditStore:
 
     async def ready(self) -> bool:
         return True
+
+    on_append: Callable[[int], None] | None = None
+
+    def tree(self) -> TreeReader:
+        # No leaves: the Merkle log's own cost is measured apart (bench/store.py).
+        async def nodes(wanted: list[Node]) -> dict[Node, bytes]:
+            return {}
+
+        async def size() -> int:
+            return 0
+
+        return TreeReader(nodes, size)
+
+    async def check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        return LogCheck(True, "in-memory benchmark store: nothing to check")
+
+    async def entries(self, seqs: list[int]) -> EntryRows:
+        return EntryRows([], [], {})
 
 
 class SpanCounter(SpanProcessor):

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.admission.tokens import Authenticator, load_or_create_dev_key
 from gateway.assembly.policy_file import load_policy
+from gateway.audit.checkpoints import Checkpointer, load_signer, publishers_for, span_publisher
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
 from gateway.config import Settings
@@ -40,6 +41,8 @@ class Running:
     http: httpx.AsyncClient
     mocks: Any
     close: Callable[[], Awaitable[None]]
+    #: Signs and publishes the audit log's checkpoints (docs/audit-log.md).
+    checkpointer: Checkpointer | None = None
 
 
 def load_trusted_documents(path: Path) -> dict[str, str]:
@@ -89,6 +92,18 @@ async def start_gateway(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = audit_store or open_store(settings.audit_store_url)
     await store.open()
+    checkpointer = Checkpointer(
+        load_signer(settings.state_dir, settings.log_origin, create=True),
+        store.tree().head,
+        [
+            *publishers_for(settings.checkpoints, settings.state_dir),
+            span_publisher(provider.get_tracer("ketenpoort.audit")),
+        ],
+        interval=settings.checkpoint_interval,
+        every=settings.checkpoint_entries,
+    )
+    await checkpointer.start()
+    store.on_append = checkpointer.appended
     if settings.jwks:
         authenticator = Authenticator.from_jwks_source(
             settings.jwks, issuer=settings.issuer, audience=settings.audience
@@ -124,9 +139,12 @@ async def start_gateway(
 
     async def close() -> None:
         await http.aclose()
+        # Requests are done: the last checkpoint covers every entry they committed.
+        store.on_append = None
+        await checkpointer.close()
         await store.close()
         await quota.close()
         await cache.close()
         provider.shutdown()
 
-    return Running(gateway, http, mocks, close)
+    return Running(gateway, http, mocks, close, checkpointer)

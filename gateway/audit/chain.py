@@ -43,6 +43,7 @@ process, so a warm store hashes nothing per field.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -321,6 +322,18 @@ def _head_bytes(prev_hash: str, seq: int, recorded_at_text: str) -> bytes:
     return ENTRY_TAG + _enc(prev_hash) + _enc(str(seq)) + _enc(recorded_at_text)
 
 
+@dataclass(slots=True)
+class Linked:
+    """Batches linked into the chain: rows to insert, the new head, the Merkle leaf hashes."""
+
+    entries: list[tuple[Any, ...]]
+    subjects: list[tuple[int, int, str | None, str]]
+    seq: int
+    hash: str
+    #: RFC 6962 leaf hash of each entry, ``SHA-256(0x00 ‖ entry bytes)``, in seq order.
+    leaves: list[bytes]
+
+
 def link(
     batches: Iterable[PreparedBatch],
     *,
@@ -328,31 +341,33 @@ def link(
     head_hash: str,
     recorded_at: Any,
     recorded_at_text: str,
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, str | None, str]], int, str]:
+) -> Linked:
     """Give every batch its entry seq, prev_hash and hash, continuing from the chain head.
 
     Returns the entry rows (column order :data:`ENTRY_COLUMNS`), the subject rows
-    (:data:`SUBJECT_COLUMNS`), the new head seq and hash. ``recorded_at`` is the stored value
-    (text or ``datetime``), ``recorded_at_text`` its canonical text.
+    (:data:`SUBJECT_COLUMNS`), the new head seq and hash, and each entry's Merkle leaf hash
+    (the entry bytes are built here once and hashed twice: chain and leaf). ``recorded_at`` is
+    the stored value (text or ``datetime``), ``recorded_at_text`` its canonical text.
     """
     entries: list[tuple[Any, ...]] = []
     subjects: list[tuple[int, int, str | None, str]] = []
+    leaves: list[bytes] = []
     add_subjects = subjects.extend
     seq, prev = head_seq, head_hash
     rec_enc = _enc(recorded_at_text)
     prev_prefix = ENTRY_TAG
     for prepared in batches:
         seq += 1
-        hexed = _sha256(
-            prev_prefix + _enc(prev) + _enc(str(seq)) + rec_enc + prepared.body
-        ).hexdigest()
+        data = prev_prefix + _enc(prev) + _enc(str(seq)) + rec_enc + prepared.body
+        hexed = _sha256(data).hexdigest()
+        leaves.append(_sha256(b"\x00" + data).digest())
         entries.append((seq, *prepared.values, recorded_at, prev, hexed))
         add_subjects(
             (seq, position, subject, set_id)
             for position, (subject, set_id) in enumerate(prepared.subjects)
         )
         prev = hexed
-    return entries, subjects, seq, prev
+    return Linked(entries, subjects, seq, prev, leaves)
 
 
 #: Column order of entry rows (INSERT / COPY and the SELECTs :func:`read_entry` reads).
@@ -488,6 +503,15 @@ def read_entry(row: Any) -> StoredEntry:
 
 def entry_hash(entry: StoredEntry) -> str:
     """The hash an entry must carry, from its other columns. Definition of the chain."""
+    return _sha256(entry_bytes(entry)).hexdigest()
+
+
+def entry_bytes(entry: StoredEntry) -> bytes:
+    """The entry's canonical bytes: what its chain hash and its Merkle leaf hash cover.
+
+    ``KP2E|`` ‖ prev_hash ‖ seq ‖ recorded_at ‖ the request columns ‖ subject_count ‖
+    record_count ‖ subjects_hash (docs/audit-log.md, "Leaf data").
+    """
     parts = (
         entry.trace_id,
         entry.span_id,
@@ -508,7 +532,33 @@ def entry_hash(entry: StoredEntry) -> str:
         entry.subjects_hash,
     )
     head = _head_bytes(entry.prev_hash, entry.seq, ts(entry.recorded_at))
-    return _sha256(head + _enc_all(parts)).hexdigest()
+    return head + _enc_all(parts)
+
+
+#: Values in the entry bytes after the tag: prev_hash, seq, recorded_at, 17 entry columns.
+_ENTRY_VALUES = 20
+
+
+def decode_entry(data: bytes) -> StoredEntry:
+    """The entry whose canonical bytes are ``data`` (its ``hash`` computed from them).
+
+    ``ValueError`` unless ``data`` is exactly such an encoding (re-encoding must give it back).
+    """
+    data = bytes(data)
+    if not data.startswith(ENTRY_TAG):
+        raise ValueError("not a KP2 entry encoding")
+    values, _ = _dec_values(data, len(ENTRY_TAG))
+    if len(values) != _ENTRY_VALUES:
+        raise ValueError(f"an entry encoding holds {_ENTRY_VALUES} values, not {len(values)}")
+    prev, seq, recorded, *cols = values
+    required = (prev, seq, recorded, *cols[:2], *cols[3:5], *cols[6:11], *cols[13:])
+    if any(v is None for v in required):
+        raise ValueError("an entry encoding lacks a required value")
+    row = (seq, *cols, recorded, prev, "")
+    entry = read_entry(row)
+    if entry_bytes(entry) != data:
+        raise ValueError("entry encoding is not canonical")
+    return dataclasses.replace(entry, hash=_sha256(data).hexdigest())
 
 
 # ---- verification ---------------------------------------------------------------------------
@@ -552,6 +602,7 @@ class ChainWalker:
 
     __slots__ = (
         "_anchor_seq",
+        "_decoded",
         "_expected",
         "_head_hash",
         "_head_seq",
@@ -569,6 +620,7 @@ class ChainWalker:
         self._prev = anchor_hash
         # set id → its decision count, or why it is broken
         self._sets: dict[str, int | str] = {}
+        self._decoded: dict[str, tuple[FieldDecision, ...]] = {}
         self.checked = 0
         self.records = 0
 
@@ -596,7 +648,9 @@ class ChainWalker:
                 )
                 continue
             try:
-                self._sets[set_id] = len(decode_decisions(encoding))
+                decoded = decode_decisions(encoding)
+                self._sets[set_id] = len(decoded)
+                self._decoded[set_id] = decoded
             except (ValueError, UnicodeDecodeError) as exc:
                 self._sets[set_id] = f"decision set {set_id[:12]}… is unreadable ({exc})"
 
@@ -651,6 +705,19 @@ class ChainWalker:
             self._prev = entry.hash
             self._expected += 1
         return None
+
+    def set_state(self, set_id: str) -> int | str:
+        """A checked decision set's decision count, or why it is broken."""
+        return self._sets.get(set_id, f"decision set {set_id[:12]}… was not read")
+
+    def decisions(self, set_id: str) -> tuple[FieldDecision, ...]:
+        """The decisions of a checked, intact decision set (empty if it is not one)."""
+        return self._decoded.get(set_id, ())
+
+    @staticmethod
+    def subject_problem(entry: StoredEntry, rows: Sequence[SubjectRow]) -> str | None:
+        """What is wrong with an entry's subject rows (count, positions, values, hash)."""
+        return ChainWalker._subject_problem(entry, rows)
 
     @staticmethod
     def _subject_problem(entry: StoredEntry, rows: Sequence[SubjectRow]) -> str | None:

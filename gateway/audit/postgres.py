@@ -18,6 +18,7 @@ Every connection runs with ``synchronous_commit = on`` whatever the server's def
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,12 +34,26 @@ from gateway.audit.chain import (
     ts,
     walk_chain,
 )
+from gateway.audit.logcheck import LogCheck, LogReads, check_log
+from gateway.audit.merkle import Node
 from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import (
+    COUNT_LEAVES,
+    SELECT_LEAVES,
+    TREE_COLUMNS,
+    TREE_TABLE,
+    backfill,
+    postgres_append,
+    select_nodes_sql,
+    tree_schema,
+)
 from gateway.audit.writer import (
     OLD_TABLE,
     SEARCH_SELECT,
     TABLES,
+    EntryRows,
     Expander,
     GroupCommitStore,
     build_where,
@@ -124,6 +139,14 @@ _SELECT_SUBJECTS = (
     "WHERE entry_seq > $1 AND entry_seq <= $2 ORDER BY entry_seq, position"
 )
 _SELECT_SETS = "SELECT id, encoding FROM audit_decision_set WHERE id = ANY($1::text[])"
+_ENTRIES_NAMED = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq = ANY($1::bigint[]) ORDER BY seq"
+)
+_SUBJECTS_NAMED = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, position"
+)
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= $1 OR entry_seq > $2"
 _PING = (
     "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
@@ -190,7 +213,7 @@ class PostgresAuditStore(GroupCommitStore):
                         f"audit table(s) {', '.join(missing)} missing but the chain head records "
                         f"seq {head} (damage or tampering); not recreating them"
                     )
-            await conn.execute(_SCHEMA)
+            await conn.execute(_SCHEMA + tree_schema("postgresql"))
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(
@@ -200,6 +223,20 @@ class PostgresAuditStore(GroupCommitStore):
                 await conn.execute(
                     "INSERT INTO audit_chain_head VALUES (1, 0, $1, NULL, 0, $1)", GENESIS_HASH
                 )
+            head = await conn.fetchrow("SELECT seq, anchor_seq FROM audit_chain_head WHERE id = 1")
+
+            async def every_entry() -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_ENTRIES, 0, head["seq"] + 1)
+                return rows
+
+            try:
+                rows = await backfill(
+                    head["seq"], head["anchor_seq"], await conn.fetchval(COUNT_LEAVES), every_entry
+                )
+            except ValueError as exc:
+                raise AuditUnavailable(str(exc)) from exc
+            if rows:
+                await conn.copy_records_to_table(TREE_TABLE, records=rows, columns=TREE_COLUMNS)
 
     async def _close_backend(self) -> None:
         pool, self._pool = self._pool, None
@@ -239,18 +276,21 @@ class PostgresAuditStore(GroupCommitStore):
         }
         if missing:
             await conn.execute(_INSERT_SETS, list(missing), list(missing.values()))
-        entries, subjects, seq, last = link(
+        linked = link(
             batches,
             head_seq=head["seq"],
             head_hash=head["hash"],
             recorded_at=now,
             recorded_at_text=ts(now),
         )
-        await conn.copy_records_to_table("audit_entry", records=entries, columns=ENTRY_COLUMNS)
         await conn.copy_records_to_table(
-            "audit_entry_subject", records=subjects, columns=SUBJECT_COLUMNS
+            "audit_entry", records=linked.entries, columns=ENTRY_COLUMNS
         )
-        await conn.execute(_SET_HEAD, seq, last, now, *anchor)
+        await conn.copy_records_to_table(
+            "audit_entry_subject", records=linked.subjects, columns=SUBJECT_COLUMNS
+        )
+        await postgres_append(conn, head["seq"], linked.leaves)
+        await conn.execute(_SET_HEAD, linked.seq, linked.hash, now, *anchor)
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()
@@ -260,10 +300,13 @@ class PostgresAuditStore(GroupCommitStore):
                 conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
             )
 
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+    ) -> int:
         pool = self._require_pool()
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            head, now = await self._lock_head(conn, self._set_ids([record]))
+            # The record names the new anchor, so its decision set is new: written if absent.
+            head, now = await self._lock_head(conn, [])
             anchor_seq, anchor_hash = head["anchor_seq"], head["anchor_hash"]
             deleted = 0
             try:
@@ -293,6 +336,7 @@ class PostgresAuditStore(GroupCommitStore):
                     )
                     await conn.execute("DELETE FROM audit_entry WHERE seq <= $1", last_gone)
                     anchor_seq, anchor_hash = last_gone, kept
+            record = make_record(anchor_seq)
             await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
             return int(deleted)
 
@@ -362,3 +406,73 @@ class PostgresAuditStore(GroupCommitStore):
             head = await conn.fetchval(_PING, timeout=2.0)
             if head is None:
                 raise RuntimeError("audit chain head row is missing")
+
+    # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
+
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        if not nodes:
+            return {}
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+            rows = await conn.fetch(
+                select_nodes_sql(len(nodes), "postgresql"),
+                [n[0] for n in nodes],
+                [n[1] for n in nodes],
+            )
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+    async def _tree_size(self) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+            seq = await conn.fetchval("SELECT seq FROM audit_chain_head WHERE id = 1")
+        if seq is None:
+            raise RuntimeError("audit chain head row is missing")
+        return int(seq)
+
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = await conn.fetchrow("SELECT seq, anchor_seq FROM audit_chain_head WHERE id = 1")
+            if head is None:
+                return LogCheck(False, "audit chain head row is missing")
+
+            async def entries_after(after: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_ENTRIES, after, n)
+                return rows
+
+            async def subjects_between(lo: int, hi: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SUBJECTS, lo, hi)
+                return rows
+
+            async def sets_named(ids: list[str]) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SETS, ids)
+                return rows
+
+            async def leaves_after(idx: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_LEAVES["postgresql"], idx, n)
+                return rows
+
+            reads = LogReads(
+                head_seq=int(head["seq"]),
+                anchor_seq=int(head["anchor_seq"]),
+                entries_after=entries_after,
+                subjects_between=subjects_between,
+                sets_named=sets_named,
+                leaves_after=leaves_after,
+            )
+            return await check_log(reads, checkpoints)
+
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            entries = await conn.fetch(_ENTRIES_NAMED, seqs)
+            subjects = await conn.fetch(_SUBJECTS_NAMED, seqs)
+            set_ids = sorted({row[3] for row in subjects})
+            sets = await conn.fetch(_SELECT_SETS, set_ids)
+        return EntryRows(list(entries), list(subjects), {str(r[0]): bytes(r[1]) for r in sets})

@@ -43,12 +43,26 @@ from gateway.audit.chain import (
     ts,
     walk_chain,
 )
+from gateway.audit.logcheck import LogCheck, LogReads, check_log
+from gateway.audit.merkle import Node
 from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import (
+    COUNT_LEAVES,
+    INSERT_NODE_SQLITE,
+    SELECT_LEAVES,
+    backfill,
+    select_nodes_sql,
+    sqlite_append,
+    sqlite_params,
+    tree_schema,
+)
 from gateway.audit.writer import (
     OLD_TABLE,
     SEARCH_SELECT,
     TABLES,
+    EntryRows,
     Expander,
     GroupCommitStore,
     build_where,
@@ -137,6 +151,14 @@ _SELECT_SUBJECTS = (
 )
 _SELECT_SETS = (
     "SELECT id, encoding FROM audit_decision_set WHERE id IN (SELECT value FROM json_each(?))"
+)
+_ENTRIES_NAMED = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
+)
+_SUBJECTS_NAMED = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq IN (SELECT value FROM json_each(?)) ORDER BY entry_seq, position"
 )
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= ? OR entry_seq > ?"
 _PING = (
@@ -244,7 +266,7 @@ class SQLiteAuditStore(GroupCommitStore):
             conn = self._wconn
             try:
                 await self._refuse_foreign_or_damaged(conn)
-                await conn.executescript(_SCHEMA)
+                await conn.executescript(_SCHEMA + tree_schema("sqlite"))
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, _HEAD) is None:
                     if await self._one(conn, "SELECT 1 FROM audit_entry LIMIT 1") is not None:
@@ -256,6 +278,19 @@ class SQLiteAuditStore(GroupCommitStore):
                         "INSERT INTO audit_chain_head VALUES (1, 0, ?, NULL, 0, ?)",
                         (GENESIS_HASH, GENESIS_HASH),
                     )
+                head = await self._one(conn, _HEAD)
+                count = await self._one(conn, COUNT_LEAVES)
+                try:
+                    rows = await backfill(
+                        head[0],
+                        head[3],
+                        count[0],
+                        lambda: self._all(conn, _SELECT_ENTRIES, (0, head[0] + 1)),
+                    )
+                except ValueError as exc:
+                    raise AuditUnavailable(str(exc)) from exc
+                if rows:
+                    await conn.executemany(INSERT_NODE_SQLITE, rows)
                 await conn.execute("COMMIT")
             except BaseException:
                 await self._rollback(conn)
@@ -341,19 +376,20 @@ class SQLiteAuditStore(GroupCommitStore):
         if missing:
             db.executemany(_INSERT_SET, missing.items())
         now_text = ts(now)
-        entries, subjects, seq, last = link(
+        linked = link(
             batches,
             head_seq=head[0],
             head_hash=head[1],
             recorded_at=now_text,
             recorded_at_text=now_text,
         )
-        db.executemany(_INSERT_ENTRY, entries)
-        db.executemany(_INSERT_SUBJECT, subjects)
+        db.executemany(_INSERT_ENTRY, linked.entries)
+        db.executemany(_INSERT_SUBJECT, linked.subjects)
+        sqlite_append(db, head[0], linked.leaves)
         cursor = db.execute(
             "UPDATE audit_chain_head SET seq = ?, hash = ?, recorded_at = ?, anchor_seq = ?, "
             "anchor_hash = ? WHERE id = 1",
-            (seq, last, now_text, *anchor),
+            (linked.seq, linked.hash, now_text, *anchor),
         )
         if cursor.rowcount != 1:
             raise RuntimeError("audit chain head row is missing")
@@ -379,10 +415,14 @@ class SQLiteAuditStore(GroupCommitStore):
 
     @classmethod
     def _purge_transaction(
-        cls, db: sqlite3.Connection, older_than: dt.timedelta, record: PreparedBatch
+        cls,
+        db: sqlite3.Connection,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
     ) -> int:
         try:
-            head, now, present = cls._begin_write(db, cls._set_ids([record]))
+            # The record names the new anchor, so its decision set is new: written if absent.
+            head, now, present = cls._begin_write(db, [])
             head_seq, anchor_seq, anchor_hash = head[0], head[3], head[4]
             try:
                 cutoff: str | None = ts(now - older_than)
@@ -412,7 +452,12 @@ class SQLiteAuditStore(GroupCommitStore):
                     db.execute("DELETE FROM audit_entry WHERE seq <= ?", (last_gone,))
                     anchor_seq, anchor_hash = last_gone, kept[0]
             cls._append(
-                db, [record], head=head, now=now, present=present, anchor=(anchor_seq, anchor_hash)
+                db,
+                [make_record(anchor_seq)],
+                head=head,
+                now=now,
+                present=present,
+                anchor=(anchor_seq, anchor_hash),
             )
             db.execute("COMMIT")
             return deleted
@@ -421,9 +466,11 @@ class SQLiteAuditStore(GroupCommitStore):
                 db.execute("ROLLBACK")
             raise
 
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+    ) -> int:
         async with self._wlock:
-            return await self._in_writer_thread(self._purge_transaction, older_than, record)
+            return await self._in_writer_thread(self._purge_transaction, older_than, make_record)
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda _n: "?")
@@ -491,3 +538,69 @@ class SQLiteAuditStore(GroupCommitStore):
             row = await self._one(conn, _PING)
             if row is None or row[0] is None:
                 raise RuntimeError("audit chain head row is missing")
+
+    # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
+
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        if not nodes:
+            return {}
+        sql = select_nodes_sql(len(nodes), "sqlite")
+        async with self._rlock:
+            conn = await self._reader_conn()
+            rows = await self._all(conn, sql, sqlite_params(nodes))
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+    async def _tree_size(self) -> int:
+        async with self._rlock:
+            conn = await self._reader_conn()
+            row = await self._one(conn, _HEAD)
+        if row is None:
+            raise RuntimeError("audit chain head row is missing")
+        return int(row[0])
+
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        async with self._rlock:
+            conn = await self._reader_conn()
+            try:
+                await conn.execute("BEGIN")  # one WAL snapshot for every page
+                head = await self._one(conn, _HEAD)
+                if head is None:
+                    return LogCheck(False, "audit chain head row is missing")
+
+                async def entries_after(after: int, n: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_ENTRIES, (after, n))
+
+                async def subjects_between(lo: int, hi: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_SUBJECTS, (lo, hi))
+
+                async def sets_named(ids: list[str]) -> list[Any]:
+                    return await self._all(conn, _SELECT_SETS, (json.dumps(ids),))
+
+                async def leaves_after(idx: int, n: int) -> list[Any]:
+                    return await self._all(conn, SELECT_LEAVES["sqlite"], (idx, n))
+
+                reads = LogReads(
+                    head_seq=int(head[0]),
+                    anchor_seq=int(head[3]),
+                    entries_after=entries_after,
+                    subjects_between=subjects_between,
+                    sets_named=sets_named,
+                    leaves_after=leaves_after,
+                )
+                return await check_log(reads, checkpoints)
+            finally:
+                await self._rollback(conn)
+
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        ids = json.dumps(seqs)
+        async with self._rlock:
+            conn = await self._reader_conn()
+            try:
+                await conn.execute("BEGIN")
+                entries = await self._all(conn, _ENTRIES_NAMED, (ids,))
+                subjects = await self._all(conn, _SUBJECTS_NAMED, (ids,))
+                set_ids = sorted({row[3] for row in subjects})
+                sets = await self._all(conn, _SELECT_SETS, (json.dumps(set_ids),))
+            finally:
+                await self._rollback(conn)
+        return EntryRows(entries, subjects, {str(k): bytes(v) for k, v in sets})

@@ -12,10 +12,11 @@ tries again from scratch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +30,8 @@ from gateway.audit.chain import (
     prepare,
     read_entry,
 )
+from gateway.audit.logcheck import LogCheck, purge_path
+from gateway.audit.merkle import Node
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -37,7 +40,9 @@ from gateway.audit.model import (
     Decision,
     FieldDecision,
 )
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import TreeReader
 
 log = logging.getLogger("ketenpoort.audit")
 
@@ -193,11 +198,36 @@ class Expander:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class EntryRows:
+    """Entries read by seq with their subject rows and decision set encodings."""
+
+    entries: list[Any]  # ENTRY_COLUMNS order
+    subjects: list[Any]  # SUBJECT_COLUMNS order, by (entry_seq, position)
+    sets: dict[str, bytes]
+
+    def by_seq(self) -> dict[int, tuple[StoredEntry, list[tuple[str | None, str]]]]:
+        """Each entry with its (subject, decision set id) rows in position order."""
+        rows: dict[int, list[tuple[str | None, str]]] = {}
+        for s in self.subjects:
+            rows.setdefault(int(s[0]), []).append((s[2], s[3]))
+        return {
+            entry.seq: (entry, rows.get(entry.seq, []))
+            for entry in (read_entry(row) for row in self.entries)
+        }
+
+
+def purge_decision(anchor_seq: int) -> FieldDecision:
+    """The decision a purge records: which entries it removed (path ``seq<=N``)."""
+    return dataclasses.replace(PURGE_DECISION, path=purge_path(anchor_seq))
+
+
 @dataclass(slots=True)
 class _Job:
     prepared: PreparedBatch
     future: asyncio.Future[int]
     purge_older_than: dt.timedelta | None = None  # set: this job is a purge
+    make_record: Callable[[int], PreparedBatch] | None = None  # a purge's record, by anchor
 
 
 class GroupCommitStore(ABC):
@@ -220,6 +250,8 @@ class GroupCommitStore(ABC):
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        #: Called with the number of entries each committed group added (the checkpointer).
+        self.on_append: Callable[[int], None] | None = None
 
     # ---- backend hooks -------------------------------------------------------------------
 
@@ -240,9 +272,29 @@ class GroupCommitStore(ABC):
         is written again rather than referred to in vain)."""
 
     @abstractmethod
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+    ) -> int:
         """Delete the old prefix of entries (and their subject rows), move the anchor, append
-        ``record``: one transaction. Returns the number of logical records deleted."""
+        ``make_record(new anchor seq)``: one transaction. Returns the number of logical
+        records deleted. Tree nodes are never deleted (proofs and old checkpoints stay valid).
+        """
+
+    @abstractmethod
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        """The stored tree nodes among ``nodes`` (absent ones left out)."""
+
+    @abstractmethod
+    async def _tree_size(self) -> int:
+        """The number of leaves of the tree: the chain head's seq."""
+
+    @abstractmethod
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        """:func:`~gateway.audit.logcheck.check_log` over one snapshot of the store."""
+
+    @abstractmethod
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        """The entry rows, subject rows and decision sets of the entries ``seqs``."""
 
     @abstractmethod
     async def _search(self, q: AuditQuery) -> list[AuditRecord]: ...
@@ -295,16 +347,53 @@ class GroupCommitStore(ABC):
         """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count."""
         if older_than <= dt.timedelta(0):
             raise ValueError("purge needs a positive age")
-        batch = AuditBatch(
-            context=context,
-            end_time=dt.datetime.now(dt.UTC),
-            request_decisions=[PURGE_DECISION],
-        )
+        ended = dt.datetime.now(dt.UTC)
+        text = self.text_timestamps
+
+        def make_record(anchor_seq: int) -> PreparedBatch:
+            # Runs inside the purge's transaction (maybe on the store's thread): its own memo.
+            batch = AuditBatch(
+                context=context, end_time=ended, request_decisions=[purge_decision(anchor_seq)]
+            )
+            return prepare(batch, DecisionSets(), text_timestamps=text)
+
         try:
-            prepared = prepare(batch, self.decision_sets, text_timestamps=self.text_timestamps)
+            prepared = make_record(0)  # checks the context before the job is queued
         except ValueError as exc:
             raise AuditUnavailable(f"purge record rejected: {exc}") from exc
-        return await self._submit(_Job(prepared, self._new_future(), older_than))
+        return await self._submit(_Job(prepared, self._new_future(), older_than, make_record))
+
+    # ---- the Merkle log ------------------------------------------------------------------
+
+    def tree(self) -> TreeReader:
+        """Roots and proofs of the log (:class:`~gateway.audit.tree.TreeReader`)."""
+        return TreeReader(self._read_nodes, self._read_size)
+
+    async def _read_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        try:
+            return await self._tree_nodes(nodes)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit tree read failed ({type(exc).__name__})") from exc
+
+    async def _read_size(self) -> int:
+        try:
+            return await self._tree_size()
+        except Exception as exc:
+            raise AuditUnavailable(f"audit tree read failed ({type(exc).__name__})") from exc
+
+    async def check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        """Check every leaf and entry against signed checkpoints (see :mod:`.logcheck`)."""
+        try:
+            return await self._check_log(checkpoints)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit log check failed ({type(exc).__name__}: {exc})") from exc
+
+    async def entries(self, seqs: list[int]) -> EntryRows:
+        """Entries by seq with their subject rows and decision sets (for report proofs)."""
+        try:
+            return await self._entries(sorted(set(seqs)))
+        except Exception as exc:
+            raise AuditUnavailable(f"audit entry read failed ({type(exc).__name__})") from exc
 
     async def search(self, q: AuditQuery) -> list[AuditRecord]:
         """Records matching every set attribute of ``q``, by seq, at most ``q.limit``."""
@@ -389,8 +478,8 @@ class GroupCommitStore(ABC):
     async def _run_group(self, group: list[_Job]) -> None:
         try:
             first = group[0]
-            if first.purge_older_than is not None:
-                result = await self._purge(first.purge_older_than, first.prepared)
+            if first.purge_older_than is not None and first.make_record is not None:
+                result = await self._purge(first.purge_older_than, first.make_record)
             else:
                 await self._write([job.prepared for job in group])
                 result = 0
@@ -413,3 +502,9 @@ class GroupCommitStore(ABC):
         for job in group:
             if not job.future.done():
                 job.future.set_result(result)
+        hook = self.on_append
+        if hook is not None:
+            try:
+                hook(len(group))
+            except Exception as exc:  # the checkpointer's trouble is never the writer's
+                log.error("audit append hook failed: %s", type(exc).__name__)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from gateway.audit.merkle import ProofError
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -33,11 +34,13 @@ from gateway.audit.model import (
     FieldDecision,
     SubjectAccess,
 )
+from gateway.audit.note import NoteError
 from gateway.audit.report import subject_report
 from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.audit.stores import open_store
+from gateway.cli import audit_log
 from gateway.config import ConfigError, Settings
-from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
+from gateway.observability.pseudonym import KEY_FILE, Pseudonymizer, load_or_create_key
 
 app = typer.Typer(
     help="The accountability trail: search, data-subject report, verify, retention purge.",
@@ -142,6 +145,13 @@ def _pseudonym(vnummer: str, state: Path) -> str:
     if not _VNUMMER.fullmatch(vnummer):
         # The value itself is not echoed: it may be a real (mistyped) V-nummer.
         raise BadInputError("a V-nummer is exactly 10 digits")
+    if not (state / KEY_FILE).is_file():
+        # A new key would give a pseudonym nobody was recorded under: an empty AVG art. 15
+        # report from a misconfiguration. Refuse, naming where the key was looked for.
+        raise BadInputError(
+            f"the state directory {state} has no pseudonym key ({KEY_FILE}): point --state "
+            "(or KETENPOORT_STATE) at the gateway's state directory; no key is created here"
+        )
     return Pseudonymizer(load_or_create_key(state))(vnummer)
 
 
@@ -320,17 +330,28 @@ def search(
 def report(
     vnummer: Annotated[str, typer.Option("--vnummer", help="The data subject's V-nummer.")],
     as_json: JsonOpt = False,
+    cosigned: Annotated[
+        Path | None,
+        typer.Option(
+            "--cosigned", help="A witness's cosigned checkpoints (prove against the newest)."
+        ),
+    ] = None,
     officer: OfficerOpt = None,
     store: StoreOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Data-subject access report (AVG art. 15): who saw what of this person, and why."""
+    """Data-subject access report (AVG art. 15): who saw what of this person, and why.
+
+    With --json every access carries an inclusion proof against a signed checkpoint
+    (``audit check-report`` verifies it offline).
+    """
     started = dt.datetime.now(dt.UTC)
     try:
         url, state_dir = _resolve(store, state)
         me = _officer(officer)
         subject = _pseudonym(vnummer, state_dir)
-    except BadInputError as exc:
+        settings = audit_log.settings_for(state_dir)
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
 
     async def action(s: AuditStore) -> Any:
@@ -338,22 +359,67 @@ def report(
         await _record_use(
             s, officer=me, coordinate="Audit.report", subject=subject, started=started
         )
+        if as_json:
+            try:
+                return await audit_log.proofs_for(s, result, settings, cosigned)
+            except (audit_log.LogInputError, NoteError, ProofError) as exc:
+                raise BadInputError(f"report proofs: {exc}") from exc
         return result
 
     result = _run(url, action)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         typer.echo(result.to_markdown(), nl=False)
 
 
+@app.command("check-report")
+def check_report(
+    report_file: Annotated[Path, typer.Argument(metavar="REPORT.json", help="A --json report.")],
+    pubkey: Annotated[str, typer.Option("--pubkey", help="The log's verifier key (text or file).")],
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="Require this witness's cosignature (repeatable)."),
+    ] = None,
+) -> None:
+    """Verify an access report's proofs offline: no database, only the log's public key."""
+    audit_log.check_report_command(report_file, pubkey, witness_key or [])
+
+
 @app.command()
-def verify(store: StoreOpt = None, state: StateOpt = None) -> None:
-    """Verify the hash chain; exit 1 naming the first broken entry (request) by its seq."""
+def verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", help="Check the Merkle log against this file's signed checkpoints."
+        ),
+    ] = None,
+    pubkey: Annotated[
+        str | None,
+        typer.Option("--pubkey", help="The log's verifier key (default <state>/checkpoint.pub)."),
+    ] = None,
+    store: StoreOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Verify the hash chain; exit 1 naming the first broken entry (request) by its seq.
+
+    With --checkpoint: verify every leaf and entry against published signed checkpoints;
+    exit 1 naming the first bad leaf or the inconsistent size.
+    """
     try:
-        url, _ = _resolve(store, state)
-    except BadInputError as exc:
+        url, state_dir = _resolve(store, state)
+        if checkpoint is not None:
+            key = audit_log.log_key(pubkey, state_dir)
+            checkpoints = audit_log.read_checkpoints(checkpoint, key)
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
+    if checkpoint is not None:
+
+        async def check(s: AuditStore) -> Any:
+            return await s.check_log(checkpoints)
+
+        audit_log.print_log_check(_run(url, check))
+        return
 
     async def action(s: AuditStore) -> Any:
         return await s.verify()

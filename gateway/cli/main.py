@@ -208,6 +208,27 @@ def documents_build(
         typer.echo(f"{len(manifest)} trusted documents written to {output}", err=True)
 
 
+@app.command()
+def witness(
+    log: Annotated[str, typer.Option("--log", help="The gateway's base URL.")],
+    key: Annotated[
+        Path, typer.Option("--key", help="This witness's cosigning key (created if absent).")
+    ],
+    state: Annotated[Path, typer.Option("--state", help="The witness's state directory.")],
+    log_key: Annotated[
+        str | None,
+        typer.Option("--log-key", help="The log's verifier key (pinned in --state on first use)."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Key name of a new witness key.")
+    ] = "witness.ketenpoort.local",
+) -> None:
+    """Cosign the log's latest checkpoint if it extends the last one cosigned; else exit 1."""
+    from gateway.cli.audit_log import witness_command
+
+    witness_command(log, key, state, log_key, name)
+
+
 def main() -> None:
     try:
         app()

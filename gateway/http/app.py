@@ -1,4 +1,5 @@
-"""The ASGI application: ``POST /graphql``, GraphiQL (development), ``/healthz``, ``/readyz``.
+"""The ASGI application: ``POST /graphql``, GraphiQL (development), ``/healthz``, ``/readyz``,
+and the audit log's checkpoint and proofs under ``/.well-known/ketenpoort/``.
 
 :func:`create_app` wraps :func:`gateway.assembly.runtime.start_gateway` for uvicorn: the
 components start in the lifespan and close at shutdown.
@@ -21,8 +22,11 @@ from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.assembly.runtime import Running, start_gateway
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.store import AuditStore
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
+from gateway.http.log_routes import log_routes
 from gateway.pipeline.answer import Answer, error_answer
 
 log = logging.getLogger("ketenpoort.app")
@@ -110,12 +114,19 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
         )
 
+    def log_source() -> tuple[AuditStore, Checkpointer] | None:
+        running = holder.get("running")
+        if running is None or running.checkpointer is None:
+            return None
+        return running.gateway.audit_store, running.checkpointer
+
     return Starlette(
         routes=[
             Route("/graphql", graphql_post, methods=["POST"]),
             Route("/graphql", graphql_get, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *log_routes(log_source),
         ],
         lifespan=lifespan,
     )
