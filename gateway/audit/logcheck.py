@@ -92,13 +92,11 @@ def _leaf_failure(index: int, why: str, leaves: int, entries: int) -> LogCheck:
 async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCheck:
     """Check the store's leaves and entries against ``checkpoints`` (signatures checked
     already). Returns the first problem: a bad leaf, or the smallest inconsistent size."""
-    wanted_roots: dict[int, bytes] = {}
-    for cp in sorted(checkpoints, key=lambda c: c.size):
-        if wanted_roots.get(cp.size, cp.root) != cp.root:
-            return LogCheck(
-                False, f"two signed checkpoints of size {cp.size} disagree", None, cp.size
-            )
-        wanted_roots[cp.size] = cp.root
+    # Every root signed for a size: two different ones for one size are a fork, and the store
+    # can match at most one of them (named at that size, or earlier if it differs earlier).
+    wanted_roots: dict[int, set[bytes]] = {}
+    for cp in checkpoints:
+        wanted_roots.setdefault(cp.size, set()).add(cp.root)
     largest = max(wanted_roots, default=0)
 
     tree = _Tree()
@@ -130,12 +128,17 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
                 pending[idx] = value
                 while next_size < len(sizes) and sizes[next_size] == tree.size:
                     size = sizes[next_size]
-                    if tree.root() != wanted_roots[size]:
+                    if wanted_roots[size] != {tree.root()}:
+                        fork = (
+                            f"; {len(wanted_roots[size])} different roots were signed for it"
+                            if len(wanted_roots[size]) > 1
+                            else ""
+                        )
                         return LogCheck(
                             False,
                             f"inconsistent at size {size}: the first {size} leaves of the store "
                             "do not hash to the root signed for that size (history rewritten, "
-                            "reordered or restored from an older copy)",
+                            f"reordered or restored from an older copy{fork})",
                             None,
                             size,
                             tree.size,
@@ -204,7 +207,10 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
             entry_count,
         )
     if tree.size != reads.head_seq:
-        why = f"the store's head records {reads.head_seq} entries but the tree has {tree.size}"
+        why = (
+            f"inconsistent size {reads.head_seq}: the store's head records {reads.head_seq} "
+            f"entries but the tree has {tree.size} leaves (entries removed, the head moved)"
+        )
         return LogCheck(False, why, None, min(tree.size, reads.head_seq), tree.size, entry_count)
     for index in missing:
         if not any(purge_seq > index + 1 and anchor >= index + 1 for purge_seq, anchor in purges):

@@ -13,6 +13,8 @@ roots and proofs of every size stay computable from O(log² n) rows.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -31,6 +33,8 @@ from gateway.audit.merkle import (
     root_from,
     root_nodes,
 )
+
+log = logging.getLogger("ketenpoort.audit")
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -112,11 +116,15 @@ async def backfill(
     if leaf_count == head_seq:
         return []
     if leaf_count != 0 or anchor_seq != 0:
-        raise ValueError(
-            f"the audit Merkle tree holds {leaf_count} leaves but the chain head records "
-            f"{head_seq} entries (damage or tampering): run `ketenpoort audit verify "
-            "--checkpoint`"
+        # Damage or tampering. Not refused here: `audit verify --checkpoint` must be able to
+        # open the store to name it, and a write cannot extend such a tree (it fails, closed).
+        log.error(
+            "the audit Merkle tree holds %d leaves but the chain head records %d entries "
+            "(damage or tampering): run `ketenpoort audit verify --checkpoint`",
+            leaf_count,
+            head_seq,
         )
+        return []
     entries = [read_entry(row) for row in await read_entries()]
     if [e.seq for e in entries] != list(range(1, head_seq + 1)):
         raise ValueError(
