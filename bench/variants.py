@@ -31,10 +31,10 @@ from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.chain import VerifyResult
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.merkle import Node
+from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.audit.note import Checkpoint
 from gateway.audit.tree import TreeReader
 from gateway.audit.writer import EntryRows
-from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.config import Settings
 from gateway.execution.schema import schema_config
 from gateway.pipeline.answer import Answer

@@ -14,7 +14,6 @@ roots and proofs of every size stay computable from O(log² n) rows.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
