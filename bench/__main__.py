@@ -34,6 +34,7 @@ from bench.common import (
     payload,
 )
 from bench.http import FULL_HTTP, QUICK_HTTP, run_http
+from bench.merkle import merkle_costs
 from bench.report import ratios_and_targets, write_summary
 from bench.store import (
     FULL_STORE,
@@ -144,6 +145,8 @@ async def in_process(
         say(f"audit store write throughput: PostgreSQL, {store_counts.committers} committers")
         store_write["postgresql"] = await postgres_throughput(template, store_counts)
     out["store_write"] = store_write
+    say("Merkle log: leaf hashing per request, checkpoint signing")
+    out["merkle"] = await merkle_costs(work, template, quick=args.quick)
     return out
 
 

@@ -170,6 +170,21 @@ def write_summary(results: dict[str, Any], path: Path) -> None:
                 f"{s['records_per_batch']} | {_fmt(s['commit_p50_ms'], 2)} | "
                 f"{_fmt(s['commit_p99_ms'], 2)} |"
             )
+    merkle = results.get("merkle")
+    if merkle:
+        lines += [
+            "",
+            "## Merkle log (in the group-commit writer, not the request's task)",
+            "",
+            f"- chain + leaf hash of one {merkle['records_per_request']}-record entry "
+            f"(`link`): {_fmt(merkle['link_us_per_request'], 2)} µs per request",
+            f"- tree append (the subtrees a leaf completes): "
+            f"{_fmt(merkle['tree_append_us_per_request'], 2)} µs per request",
+            f"- one checkpoint (head read from a {merkle['checkpoint_store_entries']}-entry "
+            f"SQLite store, Ed25519 signature, file append): {_fmt(merkle['checkpoint_ms'], 3)} "
+            f"ms; at most one per {merkle['checkpoint_every_entries']} entries: "
+            f"{_fmt(merkle['checkpoint_us_per_request'], 3)} µs per request",
+        ]
     memory = results.get("memory")
     if memory:
         lines += [
