@@ -95,7 +95,20 @@ class MemoryAuditStore:
     async def verify(self) -> VerifyResult:
         return VerifyResult(True, 0, None, "in-memory benchmark store: nothing to verify")
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int:
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int:
+        return 0
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int:
         return 0
 
     async def ready(self) -> bool:

@@ -16,6 +16,7 @@ checks, in one pass:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +35,23 @@ PURGE_COORDINATE = "Audit.purge"
 PURGE_PATH_PREFIX = "seq<="
 
 
+PURGE_SET_PREFIX = "removed="
+
+
 def purge_path(anchor_seq: int) -> str:
     """The path of the decision a purge records: which entries it removed (``seq<=N``)."""
     return f"{PURGE_PATH_PREFIX}{anchor_seq}"
+
+
+def purged_digest(seqs: list[int]) -> str:
+    """SHA-256 (hex) of the sorted seqs, comma-separated: what a retention purge commits to."""
+    return hashlib.sha256(",".join(str(s) for s in sorted(seqs)).encode()).hexdigest()
+
+
+def purge_set_path(seqs: list[int]) -> str:
+    """The path a retention purge by purpose records: ``removed=<n>;sha256=<digest>``; the
+    seqs themselves are rows of ``audit_purged`` naming this purge's entry."""
+    return f"{PURGE_SET_PREFIX}{len(seqs)};sha256={purged_digest(seqs)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +77,8 @@ class LogReads:
     subjects_between: Callable[[int, int], Awaitable[Sequence[Any]]]
     sets_named: Callable[[list[str]], Awaitable[Iterable[tuple[str, bytes]]]]
     leaves_after: Callable[[int, int], Awaitable[Sequence[Any]]]
+    #: Every ``audit_purged`` row: (seq, chain hash, purge entry seq).
+    purged: Sequence[Any] = ()
     page: int = 2_000
 
 
@@ -104,6 +121,7 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
     entry_count = 0
     missing: list[int] = []  # leaf indices whose entry is absent
     purges: list[tuple[int, int]] = []  # (purge entry seq, anchor it claims)
+    set_claims: dict[int, str] = {}  # retention purge entry seq → the path it recorded
     walker = ChainWalker(anchor_seq=0, anchor_hash="", head_seq=0, head_hash="")
     sizes = sorted(wanted_roots)
     next_size = 0
@@ -190,6 +208,9 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
             anchor = _purge_anchor(walker, grouped.get(entry.seq, ()))
             if anchor is not None:
                 purges.append((entry.seq, anchor))
+            claim = _purge_set_claim(walker, grouped.get(entry.seq, ()))
+            if claim is not None:
+                set_claims[entry.seq] = claim
             entry_count += 1
         after = hi
     problem = await take_leaves(max(largest, reads.head_seq) + 1)
@@ -212,7 +233,20 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
             f"entries but the tree has {tree.size} leaves (entries removed, the head moved)"
         )
         return LogCheck(False, why, None, min(tree.size, reads.head_seq), tree.size, entry_count)
+    by_purge: dict[int, list[int]] = {}
+    for row in reads.purged:
+        by_purge.setdefault(int(row[2]), []).append(int(row[0]))
+    # A purged row counts only when its purge entry committed to exactly that list of seqs.
+    removed = {
+        seq
+        for purge_seq, seqs in by_purge.items()
+        if set_claims.get(purge_seq) == purge_set_path(seqs)
+        for seq in seqs
+        if seq < purge_seq
+    }
     for index in missing:
+        if index + 1 in removed:
+            continue
         if not any(purge_seq > index + 1 and anchor >= index + 1 for purge_seq, anchor in purges):
             why = "its entry is missing and no recorded purge removed it"
             return _leaf_failure(index, why, tree.size, entry_count)
@@ -257,4 +291,17 @@ def _purge_anchor(walker: ChainWalker, rows: Sequence[SubjectRow]) -> int | None
                 number = decision.path[len(PURGE_PATH_PREFIX) :]
                 if number.isdigit():
                     return int(number)
+    return None
+
+
+def _purge_set_claim(walker: ChainWalker, rows: Sequence[SubjectRow]) -> str | None:
+    """The ``removed=<n>;sha256=<digest>`` a retention purge entry records, else ``None``."""
+    for _, subject, set_id in rows:
+        if subject is not None:
+            continue
+        for decision in walker.decisions(set_id):
+            if decision.coordinate == PURGE_COORDINATE and decision.path.startswith(
+                PURGE_SET_PREFIX
+            ):
+                return decision.path
     return None

@@ -18,7 +18,7 @@ Every connection runs with ``synchronous_commit = on`` whatever the server's def
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -41,11 +41,14 @@ from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     COUNT_LEAVES,
+    PURGED_TABLE,
     SELECT_LEAVES,
+    SELECT_PURGED,
     TREE_COLUMNS,
     TREE_TABLE,
     backfill,
     postgres_append,
+    purged_schema,
     select_nodes_sql,
     tree_schema,
 )
@@ -56,8 +59,10 @@ from gateway.audit.writer import (
     EntryRows,
     Expander,
     GroupCommitStore,
+    PurgeRefused,
     build_where,
     old_layout_message,
+    refusal,
 )
 
 _SCHEMA = """
@@ -147,6 +152,17 @@ _SUBJECTS_NAMED = (
     f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
     "WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, position"
 )
+# The purposes of a prefix about to be purged, each with its youngest entry.
+_PREFIX_PURPOSES = (
+    "SELECT purpose, max(recorded_at) FROM audit_entry WHERE seq <= $1 AND purpose IS NOT NULL "
+    "GROUP BY purpose"
+)
+# The hash of an entry, also when a retention purge removed it.
+_HASH_OF = (
+    "SELECT hash FROM audit_entry WHERE seq = $1 "
+    "UNION ALL SELECT hash FROM audit_purged WHERE seq = $1 LIMIT 1"
+)
+_EXPIRED = "SELECT seq, hash, record_count FROM audit_entry WHERE purpose = $1 AND recorded_at < $2"
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= $1 OR entry_seq > $2"
 _PING = (
     "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
@@ -213,7 +229,7 @@ class PostgresAuditStore(GroupCommitStore):
                         f"audit table(s) {', '.join(missing)} missing but the chain head records "
                         f"seq {head} (damage or tampering); not recreating them"
                     )
-            await conn.execute(_SCHEMA + tree_schema("postgresql"))
+            await conn.execute(_SCHEMA + tree_schema("postgresql") + purged_schema("postgresql"))
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(
@@ -301,7 +317,10 @@ class PostgresAuditStore(GroupCommitStore):
             )
 
     async def _purge(
-        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
     ) -> int:
         pool = self._require_pool()
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
@@ -320,9 +339,11 @@ class PostgresAuditStore(GroupCommitStore):
                 # Only a prefix of the chain may go: the anchor must be one hash.
                 last_gone = head["seq"] if young is None else young - 1
                 if last_gone > anchor_seq:
-                    kept = await conn.fetchval(
-                        "SELECT hash FROM audit_entry WHERE seq = $1", last_gone
-                    )
+                    for purpose, youngest in await conn.fetch(_PREFIX_PURPOSES, last_gone):
+                        keep = protect.get(purpose)
+                        if keep is not None and youngest > now - keep:
+                            raise PurgeRefused(refusal(purpose, keep))
+                    kept = await conn.fetchval(_HASH_OF, last_gone)
                     if kept is None:
                         raise RuntimeError(
                             f"audit entry {last_gone} is missing; run verify before purging"
@@ -339,6 +360,35 @@ class PostgresAuditStore(GroupCommitStore):
             record = make_record(anchor_seq)
             await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
             return int(deleted)
+
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            head, now = await self._lock_head(conn, [])
+            gone: list[Any] = []
+            for purpose, cutoff in cutoffs.items():
+                gone += await conn.fetch(_EXPIRED, purpose, cutoff)
+            seqs = sorted(int(row[0]) for row in gone)
+            await conn.execute("DELETE FROM audit_entry_subject WHERE entry_seq = ANY($1)", seqs)
+            await conn.execute("DELETE FROM audit_entry WHERE seq = ANY($1)", seqs)
+            purge_seq = int(head["seq"]) + 1
+            await conn.copy_records_to_table(
+                PURGED_TABLE,
+                records=[(int(row[0]), row[1], purge_seq) for row in gone],
+                columns=("seq", "hash", "purge_seq"),
+            )
+            await self._append(
+                conn,
+                [make_record(seqs)],
+                head=head,
+                now=now,
+                anchor=(head["anchor_seq"], head["anchor_hash"]),
+            )
+            return sum(int(row[2]) for row in gone)
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda n: f"${n}")
@@ -387,6 +437,7 @@ class PostgresAuditStore(GroupCommitStore):
             async def stray(anchor: int, head_seq: int) -> int:
                 return int(await conn.fetchval(_STRAY_SUBJECTS, anchor, head_seq))
 
+            purged = await conn.fetch(SELECT_PURGED)
             return await walk_chain(
                 ChainHead(
                     seq=head["seq"],
@@ -398,6 +449,7 @@ class PostgresAuditStore(GroupCommitStore):
                 subjects_between=subjects_between,
                 sets_named=sets_named,
                 stray_subject_rows=stray,
+                purged={int(r[0]): r[1] for r in purged},
             )
 
     async def _ping(self) -> None:
@@ -462,6 +514,7 @@ class PostgresAuditStore(GroupCommitStore):
                 subjects_between=subjects_between,
                 sets_named=sets_named,
                 leaves_after=leaves_after,
+                purged=list(await conn.fetch(SELECT_PURGED)),
             )
             return await check_log(reads, checkpoints)
 

@@ -25,7 +25,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -51,8 +51,11 @@ from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     COUNT_LEAVES,
     INSERT_NODE_SQLITE,
+    PURGED_TABLE,
     SELECT_LEAVES,
+    SELECT_PURGED,
     backfill,
+    purged_schema,
     select_nodes_sql,
     sqlite_append,
     sqlite_params,
@@ -65,8 +68,10 @@ from gateway.audit.writer import (
     EntryRows,
     Expander,
     GroupCommitStore,
+    PurgeRefused,
     build_where,
     old_layout_message,
+    refusal,
 )
 from gateway.internals import run_on_sqlite_thread
 
@@ -160,6 +165,17 @@ _SUBJECTS_NAMED = (
     f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
     "WHERE entry_seq IN (SELECT value FROM json_each(?)) ORDER BY entry_seq, position"
 )
+# The purposes of a prefix about to be purged, each with its youngest entry.
+_PREFIX_PURPOSES = (
+    "SELECT purpose, max(recorded_at) FROM audit_entry WHERE seq <= ? AND purpose IS NOT NULL "
+    "GROUP BY purpose"
+)
+# The hash of an entry, also when a retention purge removed it.
+_HASH_OF = (
+    "SELECT hash FROM audit_entry WHERE seq = ? "
+    "UNION ALL SELECT hash FROM audit_purged WHERE seq = ? LIMIT 1"
+)
+_EXPIRED = "SELECT seq, hash, record_count FROM audit_entry WHERE purpose = ? AND recorded_at < ?"
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= ? OR entry_seq > ?"
 _PING = (
     "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
@@ -266,7 +282,7 @@ class SQLiteAuditStore(GroupCommitStore):
             conn = self._wconn
             try:
                 await self._refuse_foreign_or_damaged(conn)
-                await conn.executescript(_SCHEMA + tree_schema("sqlite"))
+                await conn.executescript(_SCHEMA + tree_schema("sqlite") + purged_schema("sqlite"))
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, _HEAD) is None:
                     if await self._one(conn, "SELECT 1 FROM audit_entry LIMIT 1") is not None:
@@ -419,6 +435,7 @@ class SQLiteAuditStore(GroupCommitStore):
         db: sqlite3.Connection,
         older_than: dt.timedelta,
         make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
     ) -> int:
         try:
             # The record names the new anchor, so its decision set is new: written if absent.
@@ -436,9 +453,11 @@ class SQLiteAuditStore(GroupCommitStore):
                 # Only a prefix of the chain may go: the anchor must be one hash.
                 last_gone = head_seq if young[0] is None else young[0] - 1
                 if last_gone > anchor_seq:
-                    kept = db.execute(
-                        "SELECT hash FROM audit_entry WHERE seq = ?", (last_gone,)
-                    ).fetchone()
+                    for purpose, youngest in db.execute(_PREFIX_PURPOSES, (last_gone,)):
+                        keep = protect.get(purpose)
+                        if keep is not None and youngest > ts(now - keep):
+                            raise PurgeRefused(refusal(purpose, keep))
+                    kept = db.execute(_HASH_OF, (last_gone, last_gone)).fetchone()
                     if kept is None:
                         raise RuntimeError(
                             f"audit entry {last_gone} is missing; run verify before purging"
@@ -467,10 +486,67 @@ class SQLiteAuditStore(GroupCommitStore):
             raise
 
     async def _purge(
-        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
     ) -> int:
         async with self._wlock:
-            return await self._in_writer_thread(self._purge_transaction, older_than, make_record)
+            return await self._in_writer_thread(
+                self._purge_transaction, older_than, make_record, protect
+            )
+
+    @classmethod
+    def _purge_expired_transaction(
+        cls,
+        db: sqlite3.Connection,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        try:
+            head, now, present = cls._begin_write(db, [])
+            gone: list[tuple[int, str, int]] = []
+            for purpose, cutoff in cutoffs.items():
+                gone += db.execute(_EXPIRED, (purpose, ts(cutoff))).fetchall()
+            seqs = sorted(int(row[0]) for row in gone)
+            listed = json.dumps(seqs)
+            db.execute(
+                "DELETE FROM audit_entry_subject WHERE entry_seq IN "
+                "(SELECT value FROM json_each(?))",
+                (listed,),
+            )
+            db.execute(
+                "DELETE FROM audit_entry WHERE seq IN (SELECT value FROM json_each(?))", (listed,)
+            )
+            purge_seq = int(head[0]) + 1
+            db.executemany(
+                f"INSERT INTO {PURGED_TABLE} (seq, hash, purge_seq) VALUES (?, ?, ?)",  # noqa: S608
+                [(int(row[0]), row[1], purge_seq) for row in gone],
+            )
+            cls._append(
+                db,
+                [make_record(seqs)],
+                head=head,
+                now=now,
+                present=present,
+                anchor=(head[3], head[4]),
+            )
+            db.execute("COMMIT")
+            return sum(int(row[2]) for row in gone)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        async with self._wlock:
+            return await self._in_writer_thread(
+                self._purge_expired_transaction, cutoffs, make_record
+            )
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda _n: "?")
@@ -522,12 +598,14 @@ class SQLiteAuditStore(GroupCommitStore):
                     row = await self._one(conn, _STRAY_SUBJECTS, (anchor, head_seq))
                     return int(row[0])
 
+                purged = await self._all(conn, SELECT_PURGED)
                 return await walk_chain(
                     ChainHead(seq=head[0], hash=head[1], anchor_seq=head[3], anchor_hash=head[4]),
                     entries_after=entries_after,
                     subjects_between=subjects_between,
                     sets_named=sets_named,
                     stray_subject_rows=stray,
+                    purged={int(r[0]): r[1] for r in purged},
                 )
             finally:
                 await self._rollback(conn)
@@ -586,6 +664,7 @@ class SQLiteAuditStore(GroupCommitStore):
                     subjects_between=subjects_between,
                     sets_named=sets_named,
                     leaves_after=leaves_after,
+                    purged=await self._all(conn, SELECT_PURGED),
                 )
                 return await check_log(reads, checkpoints)
             finally:

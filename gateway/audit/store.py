@@ -7,7 +7,7 @@ Implementations: :mod:`gateway.audit.sqlite` (embedded default) and :mod:`gatewa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.audit.chain import VerifyResult
@@ -57,8 +57,13 @@ class AuditStore(Protocol):
       recorded more than ``older_than`` ago (with their subject rows), keeps the last deleted
       hash as the chain's anchor (so ``verify`` still passes), and appends an entry recording
       the purge itself (coordinate ``Audit.purge``, decision given, reason
-      ``RETENTION_PURGE``, no data subject) in the same transaction. Returns the number of
-      logical records deleted.
+      ``RETENTION_PURGE``, no data subject, path ``seq<=N`` naming the new anchor) in the same
+      transaction. Returns the number of logical records deleted. ``protect`` (purpose →
+      retention) refuses, removing nothing, a purge that would cut into a retention.
+    * ``purge_expired(retention, context, now)`` removes every entry (content and subject rows)
+      older than its own purpose's retention, wherever it lies in the log; their leaves stay,
+      ``audit_purged`` lists them, and the purge's own entry commits to that list (path
+      ``removed=<n>;sha256=<digest>``).
     * ``ready()`` is true when the store can be reached and its writer is running.
 
     * The trail is also an RFC 6962 Merkle log (docs/audit-log.md): entry ``seq`` is leaf
@@ -84,7 +89,19 @@ class AuditStore(Protocol):
 
     async def verify(self) -> VerifyResult: ...
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int: ...
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int: ...
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int: ...
 
     async def ready(self) -> bool: ...
 

@@ -57,6 +57,31 @@ def tree_schema(dialect: Dialect) -> str:
     )
 
 
+PURGED_TABLE = "audit_purged"
+#: Entries a retention purge removed out of order: their chain hash and the purge's entry seq
+#: (the purge entry's decision commits to the list, see :mod:`gateway.audit.logcheck`).
+_PURGED_COLUMNS = (
+    ("seq", "INTEGER", "bigint"),
+    ("hash", "TEXT", "text"),
+    ("purge_seq", "INTEGER", "bigint"),
+)
+
+
+def purged_schema(dialect: Dialect) -> str:
+    """``CREATE TABLE`` of :data:`PURGED_TABLE` for one backend (its single definition)."""
+    pick = 1 if dialect == "sqlite" else 2
+    columns = ",\n    ".join(f"{c[0]} {c[pick]} NOT NULL" for c in _PURGED_COLUMNS)
+    tail = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {PURGED_TABLE} (\n    {columns},\n"
+        f"    PRIMARY KEY (seq)\n){tail};\n"
+    )
+
+
+#: Every purged row (seq, hash, purge_seq), for verification.
+SELECT_PURGED = f"SELECT seq, hash, purge_seq FROM {PURGED_TABLE} ORDER BY seq"  # noqa: S608
+
+
 def select_nodes_sql(count: int, dialect: Dialect) -> str:
     """A SELECT of ``(level, idx, hash)`` for ``count`` (level, idx) pairs.
 

@@ -12,11 +12,12 @@ tries again from scratch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ from gateway.audit.chain import (
     prepare,
     read_entry,
 )
-from gateway.audit.logcheck import LogCheck, purge_path
+from gateway.audit.logcheck import LogCheck, purge_path, purge_set_path
 from gateway.audit.merkle import Node
 from gateway.audit.model import (
     AccessContext,
@@ -226,8 +227,20 @@ def purge_decision(anchor_seq: int) -> FieldDecision:
 class _Job:
     prepared: PreparedBatch
     future: asyncio.Future[int]
-    purge_older_than: dt.timedelta | None = None  # set: this job is a purge
-    make_record: Callable[[int], PreparedBatch] | None = None  # a purge's record, by anchor
+    #: Set: this job is a purge, run alone in the writer (its own transaction).
+    purge: Callable[[], Awaitable[int]] | None = None
+
+
+class PurgeRefused(ValueError):
+    """A purge would remove records younger than their purpose's retention; nothing removed."""
+
+
+def refusal(purpose: str, keep: dt.timedelta) -> str:
+    """Why a purge is refused: it would cut into ``purpose``'s retention."""
+    return (
+        f"refused: the purge would remove records of purpose {purpose} younger than its "
+        f"retention ({keep.days} days, bewaartermijn_dagen); nothing was removed"
+    )
 
 
 class GroupCommitStore(ABC):
@@ -273,12 +286,28 @@ class GroupCommitStore(ABC):
 
     @abstractmethod
     async def _purge(
-        self, older_than: dt.timedelta, make_record: Callable[[int], PreparedBatch]
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
     ) -> int:
         """Delete the old prefix of entries (and their subject rows), move the anchor, append
         ``make_record(new anchor seq)``: one transaction. Returns the number of logical
         records deleted. Tree nodes are never deleted (proofs and old checkpoints stay valid).
+        Raises :class:`PurgeRefused` (nothing deleted) when the prefix holds an entry of a
+        purpose in ``protect`` recorded less than that purpose's retention ago.
         """
+
+    @abstractmethod
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        """Delete every entry (and its subject rows) of a purpose in ``cutoffs`` recorded
+        before that purpose's cutoff, list them in ``audit_purged`` (seq, hash, the purge's
+        seq) and append ``make_record(their seqs)``: one transaction. Returns the number of
+        logical records deleted. Tree nodes stay."""
 
     @abstractmethod
     async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
@@ -343,12 +372,22 @@ class GroupCommitStore(ABC):
             return  # nothing was resolved, nothing to record
         await self._submit(_Job(prepared, self._new_future()))
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int:
-        """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count."""
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int:
+        """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count.
+
+        ``protect`` (purpose → retention): refuse (:class:`PurgeRefused`, nothing removed) if
+        the purge would remove an entry of such a purpose younger than its retention.
+        """
         if older_than <= dt.timedelta(0):
             raise ValueError("purge needs a positive age")
         ended = dt.datetime.now(dt.UTC)
         text = self.text_timestamps
+        guard = dict(protect or {})
 
         def make_record(anchor_seq: int) -> PreparedBatch:
             # Runs inside the purge's transaction (maybe on the store's thread): its own memo.
@@ -361,7 +400,47 @@ class GroupCommitStore(ABC):
             prepared = make_record(0)  # checks the context before the job is queued
         except ValueError as exc:
             raise AuditUnavailable(f"purge record rejected: {exc}") from exc
-        return await self._submit(_Job(prepared, self._new_future(), older_than, make_record))
+
+        async def run() -> int:
+            return await self._purge(older_than, make_record, guard)
+
+        return await self._submit(_Job(prepared, self._new_future(), run))
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int:
+        """Remove the content of every entry past its own purpose's retention (purpose →
+        retention; entries of other purposes stay). The leaves stay in the tree, so roots,
+        proofs and earlier checkpoints still verify; the purge is itself an entry, committing
+        to the list of removed seqs. ``now`` is the clock (tests move it). Returns the number
+        of logical records removed."""
+        moment = now or dt.datetime.now(dt.UTC)
+        cutoffs: dict[str, dt.datetime] = {}
+        for purpose, keep in retention.items():
+            if keep <= dt.timedelta(0):
+                raise ValueError(f"retention of {purpose} must be positive")
+            with contextlib.suppress(OverflowError):  # before the calendar: nothing expired
+                cutoffs[purpose] = moment - keep
+        ended = dt.datetime.now(dt.UTC)
+        text = self.text_timestamps
+
+        def make_record(seqs: list[int]) -> PreparedBatch:
+            decision = dataclasses.replace(PURGE_DECISION, path=purge_set_path(seqs))
+            batch = AuditBatch(context=context, end_time=ended, request_decisions=[decision])
+            return prepare(batch, DecisionSets(), text_timestamps=text)
+
+        try:
+            prepared = make_record([])
+        except ValueError as exc:
+            raise AuditUnavailable(f"purge record rejected: {exc}") from exc
+
+        async def run() -> int:
+            return await self._purge_expired(cutoffs, make_record)
+
+        return await self._submit(_Job(prepared, self._new_future(), run))
 
     # ---- the Merkle log ------------------------------------------------------------------
 
@@ -443,11 +522,11 @@ class GroupCommitStore(ABC):
     def _take_group(self) -> list[_Job]:
         """The next transaction: one purge alone, or consecutive commits up to the bound."""
         jobs = self._jobs
-        if jobs[0].purge_older_than is not None:
+        if jobs[0].purge is not None:
             group = [jobs.pop(0)]
             return group
         count, n = 0, 0
-        while n < len(jobs) and jobs[n].purge_older_than is None:
+        while n < len(jobs) and jobs[n].purge is None:
             size = len(jobs[n].prepared)
             if n and count + size > self.max_rows_per_transaction:
                 break
@@ -478,11 +557,16 @@ class GroupCommitStore(ABC):
     async def _run_group(self, group: list[_Job]) -> None:
         try:
             first = group[0]
-            if first.purge_older_than is not None and first.make_record is not None:
-                result = await self._purge(first.purge_older_than, first.make_record)
+            if first.purge is not None:
+                result = await first.purge()
             else:
                 await self._write([job.prepared for job in group])
                 result = 0
+        except PurgeRefused as exc:
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
         except Exception as exc:
             # Logged without batch content: the trail's data stays in the trail.
             log.error(

@@ -438,30 +438,46 @@ def verify(
 @app.command()
 def purge(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m (w d h m s).")
-    ],
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Manual: delete the oldest records older than this age (w d h m s); refused "
+            "if that would remove a record younger than its purpose's retention.",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     officer: OfficerOpt = None,
     store: StoreOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Retention purge: delete records older than the given age; the purge is recorded."""
+    """Retention purge: remove the content of every record past its own purpose's
+    bewaartermijn_dagen (the policy's); the leaf hashes stay, so the log still verifies. The
+    purge is itself recorded."""
     started = dt.datetime.now(dt.UTC)
     try:
-        url, _ = _resolve(store, state)
+        url, state_dir = _resolve(store, state)
         me = _officer(officer)
-        age = parse_duration(older_than)
-    except BadInputError as exc:
+        age = parse_duration(older_than) if older_than is not None else None
+        retention = audit_log.retention_of(audit_log.settings_for(state_dir))
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
-    if not yes and not typer.confirm(f"Delete audit records older than {age}?", default=False):
+    question = (
+        f"Delete audit records older than {age}?"
+        if age is not None
+        else "Remove the content of audit records past their purpose's retention?"
+    )
+    if not yes and not typer.confirm(question, default=False):
         _fail("purge cancelled", 1)
     context = _cli_context(me, started)
 
     async def action(s: AuditStore) -> int:
-        return await s.purge(age, context)
+        if age is None:
+            return await s.purge_expired(retention, context)
+        return await s.purge(age, context, protect=retention)
 
     deleted = _run(url, action)
-    typer.echo(f"purged {deleted} record(s) older than {age}; the purge itself is recorded")
+    what = f"older than {age}" if age is not None else "past their purpose's retention"
+    typer.echo(f"purged {deleted} record(s) {what}; the purge itself is recorded")
 
 
 @app.command()

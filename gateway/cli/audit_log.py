@@ -8,6 +8,7 @@ store failed); 2 bad input.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -54,6 +55,19 @@ def settings_for(state: Path | None) -> Settings:
     except ConfigError as exc:
         raise LogInputError(f"configuration: {exc}") from exc
     return settings.with_(state_dir=state) if state is not None else settings
+
+
+def retention_of(settings: Settings) -> dict[str, dt.timedelta]:
+    """Each purpose's retention (``bewaartermijn_dagen``) from the policy in ``settings``."""
+    from gateway.assembly.policy_file import load_policy
+    from gateway.cli.policy import gateway_coordinates
+    from gateway.policy.model import PolicyError
+
+    try:
+        policy = load_policy(settings.policy, gateway_coordinates())
+    except (PolicyError, OSError) as exc:
+        raise LogInputError(f"policy: {exc}") from exc
+    return {pid: dt.timedelta(days=p.retention_days) for pid, p in policy.purposes.items()}
 
 
 def log_key(pubkey: str | None, state_dir: Path) -> Verifier:
