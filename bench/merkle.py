@@ -1,7 +1,8 @@
 """What the Merkle log costs: leaf hashing per request, and a checkpoint.
 
 * ``link_us_per_request``: :func:`gateway.audit.chain.link` for one prepared 50-person batch
-  (chain hash and RFC 6962 leaf hash of its entry bytes), in the group-commit writer;
+  (its entry and subject rows, chain hash and leaf hash), in the group-commit writer, and
+  ``leaf_hash_us_per_request``, the part the log adds: one SHA-256 of the entry's bytes;
 * ``tree_append_us_per_request``: appending that leaf to a tree (the subtrees it completes,
   about one node hash on average), as the writer does per group;
 * ``checkpoint_ms``: reading the head of a store of ``entries`` entries, signing the C2SP
@@ -21,15 +22,30 @@ from pathlib import Path
 from typing import Any
 
 from bench.store import fresh_batch
-from gateway.audit.chain import DecisionSets, link, prepare
+from gateway.audit.chain import (
+    DecisionSets,
+    PreparedBatch,
+    entry_bytes,
+    link,
+    prepare,
+    read_entry,
+)
 from gateway.audit.checkpoints import Checkpointer, file_publisher
-from gateway.audit.merkle import append_leaves, frontier
+from gateway.audit.merkle import append_leaves, frontier, leaf_hash
 from gateway.audit.model import AuditBatch
 from gateway.audit.note import Signer
 from gateway.audit.stores import open_store
 
 #: Checkpoints the default schedule signs at most per request (every 1000 entries).
 DEFAULT_EVERY = 1000
+
+
+def one_entry(prepared: PreparedBatch, head: str, stamp: str) -> tuple[object, ...]:
+    """The entry row ``link`` makes of ``prepared`` (to rebuild its bytes)."""
+    linked = link(
+        [prepared], head_seq=41, head_hash=head, recorded_at=stamp, recorded_at_text=stamp
+    )
+    return linked.entries[0]
 
 
 def _per_call_us(fn: Any, n: int) -> float:
@@ -51,6 +67,9 @@ async def merkle_costs(work: Path, template: AuditBatch, *, quick: bool) -> dict
         link([prepared], head_seq=41, head_hash=head, recorded_at=stamp, recorded_at_text=stamp)
 
     link_us = _per_call_us(one_link, n)
+    # What the log adds to link(): one more SHA-256 over the entry bytes it already built.
+    data = entry_bytes(read_entry(one_entry(prepared, head, stamp)))
+    leaf_us = _per_call_us(lambda: leaf_hash(data), n)
     leaf = link([prepared], head_seq=0, head_hash=head, recorded_at=stamp, recorded_at_text=stamp)
     nodes: dict[tuple[int, int], bytes] = {}
     size = 0
@@ -91,6 +110,8 @@ async def merkle_costs(work: Path, template: AuditBatch, *, quick: bool) -> dict
     return {
         "records_per_request": template.record_count(),
         "link_us_per_request": round(link_us, 2),
+        "leaf_hash_us_per_request": round(leaf_us, 2),
+        "entry_bytes": len(data),
         "tree_append_us_per_request": round(append_us, 2),
         "checkpoint_store_entries": entries,
         "checkpoint_ms": round(checkpoint_ms, 3),

@@ -32,6 +32,7 @@ from gateway.audit.merkle import (
     root_from,
     root_nodes,
 )
+from gateway.audit.store import AuditUnavailable
 
 log = logging.getLogger("ketenpoort.audit")
 
@@ -202,7 +203,11 @@ class TreeReader:
         found = await self._fetch(sorted(wanted))
         missing = wanted - found.keys()
         if missing:
-            raise ProofError(f"tree node {min(missing)} is missing from the store")
+            # Not the caller's mistake: the store lost a node (damage or tampering).
+            raise AuditUnavailable(
+                f"audit tree node {min(missing)} is missing from the store: run "
+                "`ketenpoort audit verify --checkpoint`"
+            )
         return found
 
     async def size(self) -> int:
