@@ -89,6 +89,7 @@ async def log(backend: Backend, tmp_path: Path) -> AsyncIterator[Log]:  # noqa: 
         tmp_path / "witness",
     )
     try:
+        await witness_round(result, store, 1_699_999_999)  # the empty log, as at first start
         for n in range(12):
             await store.commit(batch(subjects=1 + n % 3))
             if n + 1 in (5, 12):
@@ -344,3 +345,13 @@ async def test_proof_endpoints_refuse_bad_parameters_with_bad_user_input(log: Lo
             assert got.status_code == 400, (path, params)
             assert got.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
             json.dumps(got.json())
+
+
+async def test_a_trail_written_before_the_tree_gets_it_at_open(log: Log) -> None:
+    await log.store.close()
+    await log.backend.sql("DROP TABLE audit_tree_node")  # as a store of the earlier version
+    log.store = open_store(log.backend.url)
+    await log.store.open()  # rebuilds the leaves from the entries: the same tree
+    result = await verify_cli(log)
+    assert result.exit_code == 0, result.output
+    await witness_round(log, log.store, 1_800_000_000)

@@ -7,10 +7,12 @@ import asyncio
 from pathlib import Path
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typer.testing import CliRunner
 
 from gateway.assembly.runtime import start_gateway
 from gateway.audit.checkpoints import KEY_FILE, PUBLIC_FILE, iter_notes, load_verifier
 from gateway.audit.note import Checkpoint, open_checkpoint
+from gateway.cli.audit import app as audit_app
 from gateway.config import Settings
 from mocks import Registries
 from tests.support import caller, settings_for
@@ -66,3 +68,11 @@ async def test_checkpoints_at_start_every_m_entries_and_at_shutdown(
     assert str(events[-1].attributes and events[-1].attributes["log.checkpoint"]).startswith(
         "ketenpoort.local/audit\n3\n"
     )
+    # What the gateway published verifies the store it wrote (the size-0 checkpoint too).
+    verified = await asyncio.to_thread(
+        CliRunner().invoke,
+        audit_app,
+        ["verify", "--checkpoint", str(published), "--state", str(state)],
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "3 leaves" in verified.output and "up to 3" in verified.output

@@ -28,7 +28,7 @@ from gateway.audit.chain import (
     entry_bytes,
     read_entry,
 )
-from gateway.audit.merkle import Node, append_leaves, frontier, leaf_hash, root_from
+from gateway.audit.merkle import EMPTY_ROOT, Node, append_leaves, frontier, leaf_hash, root_from
 from gateway.audit.note import Checkpoint
 
 PURGE_COORDINATE = "Audit.purge"
@@ -115,6 +115,12 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
     for cp in checkpoints:
         wanted_roots.setdefault(cp.size, set()).add(cp.root)
     largest = max(wanted_roots, default=0)
+    # The empty tree has one root; checked here, since no leaf ever brings the tree to size 0.
+    empty = wanted_roots.pop(0, {EMPTY_ROOT})
+    if empty != {EMPTY_ROOT}:
+        return LogCheck(
+            False, "inconsistent at size 0: a checkpoint signed a non-empty root", None, 0
+        )
 
     tree = _Tree()
     pending: dict[int, bytes] = {}  # stored leaves not yet matched with an entry
