@@ -4,14 +4,16 @@ Every check is the same shape: a ``str``, its length first (so a 15 MB string co
 ASCII only, then a whole-string match (``fullmatch`` with ``re.ASCII``). ``^…$`` with ``match``
 is not used anywhere: ``$`` also matches before a trailing newline, and ``\\d`` matches every
 Unicode digit (``"\\uff10"``, ``"\\u0663"``), which then breaks the keyed pseudonym or a registry.
+
+Predicates only (a foundation module imports nothing of the project): the checks that refuse a
+request with ``BAD_USER_INPUT`` are :func:`gateway.proportionality.counting.check_vnummer` and
+``check_identifier``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Final, TypeGuard
-
-from gateway.errors import Code, GatewayError
+from typing import Final, TypeGuard
 
 #: An identifier kind: its length bounds and the whole-string pattern (ASCII only).
 _KINDS: Final[dict[str, tuple[int, int, re.Pattern[str]]]] = {
@@ -42,24 +44,6 @@ def is_identifier(value: object, kind: str) -> TypeGuard[str]:
 def is_vnummer(value: object) -> TypeGuard[str]:
     """Exactly ten ASCII digits."""
     return is_identifier(value, "vnummer")
-
-
-def check_vnummer(value: Any, argument: str = "vnummer") -> str:
-    """``value`` if it is a V-nummer, else ``BAD_USER_INPUT`` (never a look-up)."""
-    if not is_vnummer(value):
-        raise GatewayError(
-            Code.BAD_USER_INPUT, "A V-nummer is exactly 10 ASCII digits.", argument=argument
-        )
-    return str(value)
-
-
-def check_identifier(value: Any, kind: str, argument: str) -> str:
-    """``value`` if it is a well-formed ``kind``, else ``BAD_USER_INPUT`` naming the argument."""
-    if not is_identifier(value, kind):
-        raise GatewayError(
-            Code.BAD_USER_INPUT, f"{argument} is not a well-formed {kind}.", argument=argument
-        )
-    return str(value)
 
 
 def has_control_characters(value: str) -> bool:

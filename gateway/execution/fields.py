@@ -18,9 +18,9 @@ from gateway.audit.model import AuditQuery, Decision, FieldDecision
 from gateway.errors import Code, GatewayError
 from gateway.execution.context import Access, RequestState
 from gateway.execution.fetch import PersonFetcher, PersonOutcome
-from gateway.identifiers import check_vnummer, is_vnummer
+from gateway.identifiers import is_vnummer
 from gateway.planning.plan import RootPlan
-from gateway.proportionality.counting import search_limit
+from gateway.proportionality.counting import check_vnummer, search_limit
 from gateway.proportionality.suppression import Cell, RawCell, suppress, suppress_hierarchy
 
 

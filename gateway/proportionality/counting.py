@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from gateway.errors import Code, GatewayError
-from gateway.identifiers import check_identifier, check_vnummer, has_control_characters
+from gateway.identifiers import has_control_characters, is_identifier, is_vnummer
 from gateway.policy.model import Purpose
 
 
@@ -95,6 +95,24 @@ class Tally:
     def units(self) -> int:
         """The quota units to charge."""
         return len(self.named) + self.other_units
+
+
+def check_vnummer(value: Any, argument: str = "vnummer") -> str:
+    """``value`` if it is a V-nummer, else ``BAD_USER_INPUT`` (never a look-up)."""
+    if not is_vnummer(value):
+        raise GatewayError(
+            Code.BAD_USER_INPUT, "A V-nummer is exactly 10 ASCII digits.", argument=argument
+        )
+    return str(value)
+
+
+def check_identifier(value: Any, kind: str, argument: str) -> str:
+    """``value`` if it is a well-formed ``kind``, else ``BAD_USER_INPUT`` naming the argument."""
+    if not is_identifier(value, kind):
+        raise GatewayError(
+            Code.BAD_USER_INPUT, f"{argument} is not a well-formed {kind}.", argument=argument
+        )
+    return str(value)
 
 
 def search_limit(purpose: Purpose) -> int:
