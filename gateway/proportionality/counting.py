@@ -136,11 +136,24 @@ def tally(roots: Iterable[RootRequest], purpose: Purpose, into: Tally | None = N
     record the refusal with that count.
     """
     result = Tally() if into is None else into
+    roots = list(roots)
+    result.identifiers = sum(_identifiers(root) for root in roots)
     for root in roots:
         _count(root, purpose, result)
         if result.persons > purpose.max_subjects:
             raise too_many(purpose)
     return result
+
+
+def _identifiers(root: RootRequest) -> int:
+    """How many identifiers a root names, valid or not (counted before anything is checked)."""
+    rule = ROOT_COUNTING.get(root.field_name)
+    if rule is None or rule.argument is None:
+        return 0
+    value = root.arguments.get(rule.argument)
+    if rule.counting is Counting.NAMED_LIST:
+        return len(value) if isinstance(value, list) else 0
+    return 0 if value is None else 1
 
 
 def _count(root: RootRequest, purpose: Purpose, result: Tally) -> None:
@@ -152,7 +165,6 @@ def _count(root: RootRequest, purpose: Purpose, result: Tally) -> None:
         raise GatewayError(Code.BAD_USER_INPUT, f"{root.field_name} cannot be counted.")
     arguments = root.arguments
     if rule.counting is Counting.NAMED:
-        result.identifiers += 1
         vnummer = check_vnummer(arguments.get(rule.argument or ""), rule.argument or "")
         result.persons += 1
         if not root.refused:
@@ -161,7 +173,6 @@ def _count(root: RootRequest, purpose: Purpose, result: Tally) -> None:
         values = arguments.get(rule.argument or "")
         if not isinstance(values, list):
             raise GatewayError(Code.BAD_USER_INPUT, f"{rule.argument} must be a list.")
-        result.identifiers += len(values)
         result.persons += len(values)
         if result.persons > purpose.max_subjects:  # before looking at 15,000 strings
             raise too_many(purpose)
@@ -178,7 +189,6 @@ def _count(root: RootRequest, purpose: Purpose, result: Tally) -> None:
     elif rule.counting is Counting.TRAIL_SEARCH:
         _check_trail_search(arguments)
         if arguments.get("vnummer") is not None:
-            result.identifiers += 1
             result.persons += 1
             if not root.refused:
                 result.other_units += 1
