@@ -129,26 +129,37 @@ async def test_a_refused_root_with_15000_ids_is_one_record(
     assert elapsed < 10, elapsed
 
 
-async def test_a_refused_nullable_root_beside_answered_ones_names_nobody(
+async def test_a_refused_nullable_root_names_nobody(
     gateway: Running, mock_registries: Registries, tmp_path: Path
 ) -> None:
-    """TOEZICHT_VW may not read the trail: the refused root is recorded for the request, not as
-    a search about the person it names; the look-up beside it is answered and recorded."""
+    """VERANTWOORDING may not look persons up: the refused root is answered null and recorded
+    for the request, never as an access to the person it names; it still passes the same
+    validation (a malformed V-nummer is BAD_USER_INPUT) and cap (one person) as an allowed one."""
     v, w = mock_registries.population.vnummer(4), mock_registries.population.vnummer(5)
-    person = who(gateway, tmp_path, "TOEZICHT_VW")
-    pseudonym = gateway.gateway.pseudonym
+    security = who(gateway, tmp_path, "VERANTWOORDING", role="beveiliging")
     answer, records = await ask(
-        person,
-        f'{{ a: vreemdeling(vnummer: "{v}") {{ vnummer }} '
-        f'b: vreemdeling(vnummer: "{w}") {{ religie }} }}',
+        security, f'{{ p: vreemdeling(vnummer: "{v}") {{ vnummer }} __typename }}'
     )
-    assert answer.status == 200 and answer.body["data"]["a"] == {"vnummer": v}, answer.body
-    assert {r.data_subject_id for r in records} == {pseudonym(v), pseudonym(w)}
-    # A malformed V-nummer in a refused root is refused like one in an allowed root.
-    analyse = who(gateway, tmp_path, "ANALYSE")
-    answer, records = await ask(analyse, ONE, {"v": "0123456789\n"})
+    assert answer.status == 200, answer.body
+    assert answer.body["data"] == {"p": None, "__typename": "Query"}
+    assert [(e["path"], e["extensions"]["code"]) for e in answer.body["errors"]] == [
+        (["p"], "FIELD_NOT_PERMITTED")
+    ]
+    assert served(mock_registries) == []
+    assert records and all(r.data_subject_id is None for r in records)
+    assert [(r.coordinate, r.path, r.decision) for r in records] == [
+        ("Query.vreemdeling", "p", Decision.REFUSED)
+    ]
+    answer, records = await ask(security, ONE, {"v": "0123456789\n"})
     assert code(answer) == "BAD_USER_INPUT" and answer.status == 400
     assert_refused_once(records, "BAD_USER_INPUT", 1)
+    answer, records = await ask(
+        security,
+        f'{{ a: vreemdeling(vnummer: "{v}") {{ vnummer }} '
+        f'b: vreemdeling(vnummer: "{w}") {{ vnummer }} }}',
+    )
+    assert code(answer) == "TOO_MANY_SUBJECTS" and answer.status == 400
+    assert_refused_once(records, "TOO_MANY_SUBJECTS", 2)
 
 
 # ---- 3. auditZoeken capped and charged ---------------------------------------------------------
