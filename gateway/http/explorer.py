@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import cache
 from importlib.resources import files
 from typing import Any, Final
 
@@ -54,10 +55,14 @@ TOKEN_TTL: Final = 3600
 MAX_API_BODY: Final = 16 * 1024
 
 
+@cache
+def _page_html() -> str:
+    return files("gateway.http").joinpath("explorer.html").read_text(encoding="utf-8")
+
+
 def explorer_page() -> Response:
     """The explorer's HTML page with its security headers. Call it in development mode only."""
-    html = files("gateway.http").joinpath("explorer.html").read_text(encoding="utf-8")
-    return Response(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+    return Response(_page_html(), media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
 def _with_security_headers(app: ASGIApp) -> ASGIApp:

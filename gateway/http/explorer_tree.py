@@ -93,7 +93,8 @@ def explanation(policy: Policy, grant: Grant, coordinate: str) -> str:
         return _legal_text(reason, purpose)
     if reason in (PURPOSE_SUSPENDED, PURPOSE_FORBIDDEN):
         word = "opgeschort" if reason == PURPOSE_SUSPENDED else "verboden"
-        return f"doelbinding {purpose.id} is {word} ({reason}): {purpose.status_reason}"
+        # The status reason itself is shown once with the purpose, not under every field.
+        return f"doelbinding {purpose.id} is {word} ({reason})"
     if reason == DEFAULT_DENY:
         text = f"geen regel staat dit veld toe ({DEFAULT_DENY})"
     else:
