@@ -71,9 +71,13 @@ class BrowserPage:
 OpenPage = Callable[[ASGIApp], BrowserPage]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """The system Chromium, headless, for the whole session."""
+    """The system Chromium, headless, for one test.
+
+    Not shared across tests: Playwright's sync API keeps an event loop current in this thread
+    while it is open, which the async tests that follow could not run beside.
+    """
     if not CHROMIUM.exists():
         raise AssertionError(
             f"{CHROMIUM} is missing: install the Debian 'chromium' package (.ci/run does)"
