@@ -6,7 +6,7 @@ is sent with ``Content-Security-Policy: default-src 'self'`` (no inline script o
 
 * :func:`explorer_page` — the HTML page; ``GET /graphql`` answers it to a browser that asks for
   HTML (content negotiation lives with the GraphQL-over-HTTP handler), ``GET /explorer`` always.
-* ``GET /explorer/static/{file}`` — the page's script, style sheet and icon.
+* ``GET /explorer/static/{file}`` — the page's scripts (ES modules), style sheet and icon.
 * ``GET /explorer/api/grants`` — organisations, roles and the purposes granted per role.
 * ``GET /explorer/api/schema?org=&role=&doelbinding=`` — the schema tree, every field marked
   allowed or refused with the deciding rule or refusal code (:mod:`gateway.http.explorer_tree`).

@@ -1,480 +1,289 @@
 // Ketenpoort explorer: the caller's schema as a tree marked by the policy, a query built by ticking
 // fields, and the answer. Served only in development mode, from the gateway itself (no external
 // assets; the page's CSP is default-src 'self'). All DOM text is set with textContent.
-"use strict";
 
-(function () {
-  const API = "/explorer/api";
-  const state = {
-    grants: null, // GET /explorer/api/grants
-    schema: null, // GET /explorer/api/schema (the tree)
-    token: "", // the bearer token sent with a query
-    pasted: null, // {organisation, roles, purposes} of a pasted token, or null
-    generation: 0, // bumped per caller change: a late answer for an earlier choice is dropped
-  };
+import { countFields, el, option, queryFor, renderTree } from "./tree.js";
 
-  const $ = (id) => document.getElementById(id);
+const API = "/explorer/api";
+const state = {
+  grants: null, // GET /explorer/api/grants
+  schema: null, // GET /explorer/api/schema (the tree)
+  token: "", // the bearer token sent with a query
+  pasted: null, // {organisation, roles, purposes} of a pasted token, or null
+  generation: 0, // bumped per caller change: a late answer for an earlier choice is dropped
+};
 
-  function el(tag, attributes, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attributes || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-    return node;
+const $ = (id) => document.getElementById(id);
+
+async function api(path, init) {
+  const response = await fetch(API + path, init);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
   }
-
-  function option(value, text) {
-    return el("option", { value }, text);
+  if (!response.ok) {
+    const error = body && body.errors && body.errors[0];
+    const message = error ? `${error.extensions.code}: ${error.message}` : `HTTP ${response.status}`;
+    throw new Error(message);
   }
+  return body;
+}
 
-  async function api(path, init) {
-    const response = await fetch(API + path, init);
-    let body = null;
-    try {
-      body = await response.json();
-    } catch (_) {
-      body = null;
-    }
-    if (!response.ok) {
-      const error = body && body.errors && body.errors[0];
-      const message = error ? `${error.extensions.code}: ${error.message}` : `HTTP ${response.status}`;
-      throw new Error(message);
-    }
-    return body;
+// --- caller ------------------------------------------------------------------------------
+
+function selected(id) {
+  return $(id).value;
+}
+
+function fillSelect(id, values, describe) {
+  const select = $(id);
+  const previous = select.value;
+  select.replaceChildren(...values.map((v) => option(v, describe ? describe(v) : v)));
+  if (values.includes(previous)) select.value = previous;
+}
+
+function organisation() {
+  return state.grants.organisations.find((o) => o.id === selected("organisatie"));
+}
+
+function callerRoles() {
+  if (!state.pasted) return [selected("rol")];
+  // Roles the policy does not know for this organisation change no decision: leave them out.
+  const known = organisation().roles.map((r) => r.id);
+  return state.pasted.roles.filter((r) => known.includes(r));
+}
+
+function purposesForCaller() {
+  if (state.pasted) {
+    return state.pasted.purposes.filter((p) => p in state.grants.purposes);
   }
+  const org = organisation();
+  const role = org && org.roles.find((r) => r.id === selected("rol"));
+  return role ? role.purposes : [];
+}
 
-  // --- caller ------------------------------------------------------------------------------
+function onOrganisation() {
+  const org = organisation();
+  fillSelect("rol", org ? org.roles.map((r) => r.id) : []);
+  onRole();
+}
 
-  function selected(id) {
-    return $(id).value;
+function onRole() {
+  fillSelect("doelbinding", purposesForCaller(), (id) => {
+    const purpose = state.grants.purposes[id];
+    return purpose.status === "actief" ? id : `${id} (${purpose.status})`;
+  });
+  onPurpose();
+}
+
+function onPurpose() {
+  const purpose = state.grants.purposes[selected("doelbinding")];
+  fillSelect("verwerking", purpose ? purpose.activities : []);
+  const uitleg = $("doelbinding-uitleg");
+  if (!purpose) {
+    uitleg.textContent = "Deze beller heeft geen doelbinding in het beleid.";
+  } else {
+    const parts = [purpose.description];
+    if (purpose.status !== "actief") parts.push(`Status: ${purpose.status}. ${purpose.status_reason}`);
+    parts.push(
+      purpose.special_category_basis
+        ? `Grondslag bijzondere persoonsgegevens: ${purpose.special_category_basis}.`
+        : "Geen grondslag voor bijzondere persoonsgegevens (AVG art. 9).",
+    );
+    parts.push(
+      purpose.criminal_data_basis
+        ? `Grondslag strafrechtelijke gegevens: ${purpose.criminal_data_basis}.`
+        : "Geen grondslag voor strafrechtelijke gegevens (AVG art. 10).",
+    );
+    uitleg.textContent = parts.join(" ");
   }
+  loadCaller();
+}
 
-  function fillSelect(id, values, describe) {
-    const select = $(id);
-    const previous = select.value;
-    select.replaceChildren(...values.map((v) => option(v, describe ? describe(v) : v)));
-    if (values.includes(previous)) select.value = previous;
-  }
-
-  function organisation() {
-    return state.grants.organisations.find((o) => o.id === selected("organisatie"));
-  }
-
-  function callerRoles() {
-    if (!state.pasted) return [selected("rol")];
-    // Roles the policy does not know for this organisation change no decision: leave them out.
-    const known = organisation().roles.map((r) => r.id);
-    return state.pasted.roles.filter((r) => known.includes(r));
-  }
-
-  function purposesForCaller() {
-    if (state.pasted) {
-      return state.pasted.purposes.filter((p) => p in state.grants.purposes);
-    }
-    const org = organisation();
-    const role = org && org.roles.find((r) => r.id === selected("rol"));
-    return role ? role.purposes : [];
-  }
-
-  function onOrganisation() {
-    const org = organisation();
-    fillSelect("rol", org ? org.roles.map((r) => r.id) : []);
-    onRole();
-  }
-
-  function onRole() {
-    fillSelect("doelbinding", purposesForCaller(), (id) => {
-      const purpose = state.grants.purposes[id];
-      return purpose.status === "actief" ? id : `${id} (${purpose.status})`;
-    });
-    onPurpose();
-  }
-
-  function onPurpose() {
-    const purpose = state.grants.purposes[selected("doelbinding")];
-    fillSelect("verwerking", purpose ? purpose.activities : []);
-    const uitleg = $("doelbinding-uitleg");
-    if (!purpose) {
-      uitleg.textContent = "Deze beller heeft geen doelbinding in het beleid.";
-    } else {
-      const parts = [purpose.description];
-      if (purpose.status !== "actief") parts.push(`Status: ${purpose.status}. ${purpose.status_reason}`);
-      parts.push(
-        purpose.special_category_basis
-          ? `Grondslag bijzondere persoonsgegevens: ${purpose.special_category_basis}.`
-          : "Geen grondslag voor bijzondere persoonsgegevens (AVG art. 9).",
-      );
-      parts.push(
-        purpose.criminal_data_basis
-          ? `Grondslag strafrechtelijke gegevens: ${purpose.criminal_data_basis}.`
-          : "Geen grondslag voor strafrechtelijke gegevens (AVG art. 10).",
-      );
-      uitleg.textContent = parts.join(" ");
-    }
-    loadCaller();
-  }
-
-  async function loadCaller() {
-    const org = selected("organisatie");
-    const purpose = selected("doelbinding");
-    const status = $("schema-status");
-    const generation = ++state.generation;
-    $("boom").replaceChildren();
-    state.schema = null;
-    if (!state.pasted) state.token = ""; // a token minted for the previous choice is not reused
-    if (!org || !purpose) {
-      status.textContent = "Kies een organisatie, rol en doelbinding.";
-      renderHeaders();
-      buildQuery();
-      return;
-    }
-    const query = new URLSearchParams({ org, doelbinding: purpose });
-    for (const role of callerRoles()) query.append("role", role);
-    status.textContent = "Schema wordt geladen…";
-    try {
-      const schema = await api(`/schema?${query}`);
-      if (!state.pasted) {
-        const minted = await api("/token", {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ org, roles: callerRoles(), doelbinding: purpose }),
-        });
-        if (generation !== state.generation) return;
-        state.token = minted.token;
-      }
-      if (generation !== state.generation) return;
-      state.schema = schema;
-      renderTree(schema);
-      const counts = countFields(schema.fields);
-      status.textContent =
-        `${schema.organisation} (${schema.roles.join(", ")}) met doelbinding ${schema.purpose.id}: ` +
-        `${counts.allowed} van de ${counts.total} velden toegestaan.`;
-    } catch (error) {
-      if (generation !== state.generation) return;
-      status.textContent = `Het schema kon niet worden geladen: ${error.message}`;
-    }
+async function loadCaller() {
+  const org = selected("organisatie");
+  const purpose = selected("doelbinding");
+  const status = $("schema-status");
+  const generation = ++state.generation;
+  $("boom").replaceChildren();
+  state.schema = null;
+  if (!state.pasted) state.token = ""; // a token minted for the previous choice is not reused
+  if (!org || !purpose) {
+    status.textContent = "Kies een organisatie, rol en doelbinding.";
     renderHeaders();
     buildQuery();
+    return;
   }
-
-  async function usePastedToken() {
-    const token = $("token").value.trim().replace(/^Bearer\s+/i, "");
-    const status = $("token-status");
-    if (!token) {
-      status.textContent = "Plak eerst een token.";
-      return;
-    }
-    try {
-      const who = await api("/token/inspect", {
+  const query = new URLSearchParams({ org, doelbinding: purpose });
+  for (const role of callerRoles()) query.append("role", role);
+  status.textContent = "Schema wordt geladen…";
+  try {
+    const schema = await api(`/schema?${query}`);
+    if (!state.pasted) {
+      const minted = await api("/token", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ token }),
+        body: JSON.stringify({ org, roles: callerRoles(), doelbinding: purpose }),
       });
-      if (!state.grants.organisations.some((o) => o.id === who.organisation)) {
-        status.textContent = `Token geldig, maar organisatie ${who.organisation} staat niet in het beleid.`;
-        return;
-      }
-      state.pasted = who;
-      state.token = token;
-      $("organisatie").value = who.organisation;
-      $("organisatie").disabled = true;
-      fillSelect("rol", [who.roles.join(", ")]);
-      $("rol").disabled = true;
-      status.textContent =
-        `Token geldig: ${who.organisation}, rollen ${who.roles.join(", ") || "(geen)"}, ` +
-        `doelbindingen ${who.purposes.join(", ") || "(geen)"}.`;
-      onRole();
-    } catch (error) {
-      status.textContent = `Token geweigerd: ${error.message}`;
+      if (generation !== state.generation) return;
+      state.token = minted.token;
     }
+    if (generation !== state.generation) return;
+    state.schema = schema;
+    renderTree($("boom"), schema, buildQuery);
+    const counts = countFields(schema.fields);
+    status.textContent =
+      `${schema.organisation} (${schema.roles.join(", ")}) met doelbinding ${schema.purpose.id}: ` +
+      `${counts.allowed} van de ${counts.total} velden toegestaan.`;
+  } catch (error) {
+    if (generation !== state.generation) return;
+    status.textContent = `Het schema kon niet worden geladen: ${error.message}`;
   }
+  renderHeaders();
+  buildQuery();
+}
 
-  function forgetPastedToken() {
-    state.pasted = null;
-    state.token = "";
-    $("token").value = "";
-    $("organisatie").disabled = false;
-    $("rol").disabled = false;
-    $("token-status").textContent = "Eigen token vergeten; er wordt weer een ontwikkeltoken gebruikt.";
-    onOrganisation();
+async function usePastedToken() {
+  const token = $("token").value.trim().replace(/^Bearer\s+/i, "");
+  const status = $("token-status");
+  if (!token) {
+    status.textContent = "Plak eerst een token.";
+    return;
   }
-
-  // --- tree --------------------------------------------------------------------------------
-
-  function countFields(fields) {
-    let total = 0;
-    let allowed = 0;
-    const walk = (nodes) => {
-      for (const node of nodes) {
-        total += 1;
-        if (node.allowed) allowed += 1;
-        if (node.fields) walk(node.fields);
-      }
-    };
-    walk(fields);
-    return { total, allowed };
+  try {
+    const who = await api("/token/inspect", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+    if (!state.grants.organisations.some((o) => o.id === who.organisation)) {
+      status.textContent = `Token geldig, maar organisatie ${who.organisation} staat niet in het beleid.`;
+      return;
+    }
+    state.pasted = who;
+    state.token = token;
+    $("organisatie").value = who.organisation;
+    $("organisatie").disabled = true;
+    fillSelect("rol", [who.roles.join(", ")]);
+    $("rol").disabled = true;
+    status.textContent =
+      `Token geldig: ${who.organisation}, rollen ${who.roles.join(", ") || "(geen)"}, ` +
+      `doelbindingen ${who.purposes.join(", ") || "(geen)"}.`;
+    onRole();
+  } catch (error) {
+    status.textContent = `Token geweigerd: ${error.message}`;
   }
+}
 
-  function domId(prefix, path) {
-    return `${prefix}-${path.join("--")}`;
+function forgetPastedToken() {
+  state.pasted = null;
+  state.token = "";
+  $("token").value = "";
+  $("organisatie").disabled = false;
+  $("rol").disabled = false;
+  $("token-status").textContent = "Eigen token vergeten; er wordt weer een ontwikkeltoken gebruikt.";
+  onOrganisation();
+}
+
+function buildQuery() {
+  const { query, variables } = state.schema ? queryFor(state.schema) : { query: "", variables: {} };
+  $("vraag").value = query;
+  $("variabelen").value = JSON.stringify(variables, null, 2);
+}
+
+function requestHeaders() {
+  return {
+    Authorization: state.token ? `Bearer ${state.token}` : "",
+    "X-Doelbinding": selected("doelbinding"),
+    "X-Verwerking": selected("verwerking"),
+  };
+}
+
+function renderHeaders() {
+  const list = $("headers");
+  list.replaceChildren();
+  for (const [name, value] of Object.entries(requestHeaders())) {
+    let shown = value || "(leeg)";
+    if (name === "Authorization" && value) {
+      shown = `Bearer ${state.token.slice(0, 16)}… (${state.pasted ? "eigen token" : "ontwikkeltoken, door de server aangemaakt"})`;
+    }
+    list.append(el("dt", {}, name), el("dd", {}, shown));
   }
+}
 
-  function verdict(node, id) {
-    const text = node.allowed ? "toegestaan" : "geweigerd";
-    return el(
-      "span",
-      { class: "oordeel" },
-      el("span", { class: `label ${node.allowed ? "ja" : "nee"}` }, text),
-      " ",
-      el("span", { class: "reden", id }, node.explanation),
+// --- run ---------------------------------------------------------------------------------
+
+async function run() {
+  const status = $("antwoord-status");
+  const dataBox = $("antwoord-data");
+  const errorList = $("antwoord-errors");
+  dataBox.textContent = "";
+  errorList.replaceChildren();
+  const query = $("vraag").value.trim();
+  if (!query) {
+    status.textContent = "Vink eerst velden aan of schrijf een query.";
+    return;
+  }
+  let variables;
+  try {
+    variables = JSON.parse($("variabelen").value || "{}");
+  } catch (_) {
+    status.textContent = "De variabelen zijn geen geldige JSON.";
+    return;
+  }
+  status.textContent = "Bezig…";
+  const headers = {
+    ...requestHeaders(),
+    "Content-Type": "application/json",
+    Accept: "application/graphql-response+json, application/json;q=0.9",
+  };
+  if (!headers.Authorization) delete headers.Authorization;
+  let response;
+  let body;
+  try {
+    response = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables }) });
+    body = await response.json();
+  } catch (error) {
+    status.textContent = `Geen antwoord: ${error.message}`;
+    return;
+  }
+  const errors = Array.isArray(body.errors) ? body.errors : [];
+  dataBox.textContent = "data" in body ? JSON.stringify(body.data, null, 2) : "(geen data: het verzoek is niet uitgevoerd)";
+  for (const error of errors) {
+    const code = error.extensions && error.extensions.code ? error.extensions.code : "(geen code)";
+    const where = Array.isArray(error.path) ? error.path.join(".") : "(verzoek)";
+    errorList.append(
+      el("li", {}, el("strong", { class: "code" }, code), " bij ", el("code", { class: "pad" }, where), `: ${error.message}`),
     );
   }
+  if (!errors.length) errorList.append(el("li", {}, "(geen fouten)"));
+  status.textContent = `HTTP ${response.status}: ${errors.length} ${errors.length === 1 ? "fout" : "fouten"}.`;
+}
 
-  function argumentInputs(node, path) {
-    if (!node.arguments.length) return null;
-    const box = el("div", { class: "argumenten" });
-    for (const argument of node.arguments) {
-      const id = domId("arg", [...path, argument.name]);
-      const hint = argument.list ? " — meerdere waarden gescheiden door komma’s" : "";
-      const label = el(
-        "label",
-        { for: id },
-        `${argument.name} `,
-        el("code", {}, argument.type),
-        argument.required ? " (verplicht)" : "",
-        hint,
-      );
-      let input;
-      if (argument.enum_values) {
-        input = el("select", { id });
-        if (!argument.required) input.append(option("", "(geen)"));
-        for (const value of argument.enum_values) input.append(option(value, value));
-      } else {
-        input = el("input", { id, type: "text", spellcheck: "false", autocomplete: "off" });
-        if (argument.named_type === "Date") input.placeholder = "JJJJ-MM-DD";
-        if (argument.name.startsWith("vnummer")) input.placeholder = "10 cijfers, bijv. uit: ketenpoort mocks list";
-      }
-      input.dataset.argument = argument.name;
-      input.addEventListener("input", buildQuery);
-      input.addEventListener("change", buildQuery);
-      box.append(el("div", { class: "veld" }, label, input));
-    }
-    return box;
+// --- start -------------------------------------------------------------------------------
+
+async function start() {
+  $("organisatie").addEventListener("change", onOrganisation);
+  $("rol").addEventListener("change", onRole);
+  $("doelbinding").addEventListener("change", onPurpose);
+  $("verwerking").addEventListener("change", renderHeaders);
+  $("token-gebruiken").addEventListener("click", usePastedToken);
+  $("token-vergeten").addEventListener("click", forgetPastedToken);
+  $("uitvoeren").addEventListener("click", run);
+  try {
+    state.grants = await api("/grants");
+  } catch (error) {
+    $("schema-status").textContent = `Het beleid kon niet worden geladen: ${error.message}`;
+    return;
   }
+  fillSelect(
+    "organisatie",
+    state.grants.organisations.map((o) => o.id),
+    (id) => `${id} — ${state.grants.organisations.find((o) => o.id === id).name}`,
+  );
+  onOrganisation();
+}
 
-  function renderNode(node, path) {
-    const here = [...path, node.name];
-    const reasonId = domId("reden", here);
-    const category = node.category
-      ? el("span", { class: "categorie" }, node.category === "special" ? "bijzonder persoonsgegeven" : "strafrechtelijk gegeven")
-      : null;
-    if (!node.fields) {
-      const id = domId("veld", here);
-      const box = el("input", { type: "checkbox", id, "aria-describedby": reasonId });
-      box.dataset.path = here.join(".");
-      box.addEventListener("change", buildQuery);
-      return el(
-        "li",
-        { class: node.allowed ? "toegestaan" : "geweigerd", "data-path": here.join(".") },
-        box,
-        " ",
-        el("label", { for: id }, el("span", { class: "naam" }, node.name), " ", el("code", {}, node.type)),
-        " ",
-        category,
-        " ",
-        verdict(node, reasonId),
-      );
-    }
-    const children = el("ul", {}, ...node.fields.map((child) => renderNode(child, here)));
-    const details = el(
-      "details",
-      {},
-      el(
-        "summary",
-        {},
-        el("span", { class: "naam" }, node.name),
-        " ",
-        el("code", {}, node.type),
-        " ",
-        category,
-        " ",
-        verdict(node, reasonId),
-      ),
-      argumentInputs(node, here),
-      children,
-    );
-    details.dataset.path = here.join(".");
-    return el("li", { class: node.allowed ? "toegestaan" : "geweigerd" }, details);
-  }
-
-  function renderTree(schema) {
-    const heading = el("h3", { id: "kop-query" }, "Query");
-    const list = el("ul", { class: "boom", "aria-labelledby": "kop-query" }, ...schema.fields.map((f) => renderNode(f, [])));
-    $("boom").replaceChildren(heading, list);
-  }
-
-  // --- query -------------------------------------------------------------------------------
-
-  function convert(value, namedType) {
-    if (namedType === "Int") return Number.parseInt(value, 10);
-    if (namedType === "Float") return Number.parseFloat(value);
-    if (namedType === "Boolean") return value === "true";
-    return value;
-  }
-
-  function argumentValue(argument, path) {
-    const input = $(domId("arg", [...path, argument.name]));
-    const raw = input ? input.value.trim() : "";
-    if (!raw) return undefined;
-    if (argument.list) {
-      return raw.split(",").map((v) => v.trim()).filter(Boolean).map((v) => convert(v, argument.named_type));
-    }
-    return convert(raw, argument.named_type);
-  }
-
-  function isTicked(path) {
-    const box = $(domId("veld", path));
-    return Boolean(box && box.checked);
-  }
-
-  // The selection text of `nodes` below `path`, or "" when nothing below is ticked.
-  function selection(nodes, path, indent, variables, declarations) {
-    const lines = [];
-    for (const node of nodes) {
-      const here = [...path, node.name];
-      if (!node.fields) {
-        if (isTicked(here)) lines.push(`${indent}${node.name}`);
-        continue;
-      }
-      const inner = selection(node.fields, here, `${indent}  `, variables, declarations);
-      if (!inner) continue;
-      const args = [];
-      for (const argument of node.arguments) {
-        const value = argumentValue(argument, here);
-        if (value === undefined && !argument.required) continue;
-        const variable = [...here, argument.name].join("_");
-        declarations.push(`$${variable}: ${argument.type}`);
-        if (value !== undefined) variables[variable] = value;
-        args.push(`${argument.name}: $${variable}`);
-      }
-      const call = args.length ? `${node.name}(${args.join(", ")})` : node.name;
-      lines.push(`${indent}${call} {\n${inner}\n${indent}}`);
-    }
-    return lines.join("\n");
-  }
-
-  function buildQuery() {
-    if (!state.schema) {
-      $("vraag").value = "";
-      $("variabelen").value = "{}";
-      return;
-    }
-    const variables = {};
-    const declarations = [];
-    const body = selection(state.schema.fields, [], "  ", variables, declarations);
-    const header = declarations.length ? `query Verkenner(${declarations.join(", ")})` : "query Verkenner";
-    $("vraag").value = body ? `${header} {\n${body}\n}\n` : "";
-    $("variabelen").value = JSON.stringify(variables, null, 2);
-  }
-
-  function requestHeaders() {
-    return {
-      Authorization: state.token ? `Bearer ${state.token}` : "",
-      "X-Doelbinding": selected("doelbinding"),
-      "X-Verwerking": selected("verwerking"),
-    };
-  }
-
-  function renderHeaders() {
-    const list = $("headers");
-    list.replaceChildren();
-    for (const [name, value] of Object.entries(requestHeaders())) {
-      let shown = value || "(leeg)";
-      if (name === "Authorization" && value) {
-        shown = `Bearer ${state.token.slice(0, 16)}… (${state.pasted ? "eigen token" : "ontwikkeltoken, door de server aangemaakt"})`;
-      }
-      list.append(el("dt", {}, name), el("dd", {}, shown));
-    }
-  }
-
-  // --- run ---------------------------------------------------------------------------------
-
-  async function run() {
-    const status = $("antwoord-status");
-    const dataBox = $("antwoord-data");
-    const errorList = $("antwoord-errors");
-    dataBox.textContent = "";
-    errorList.replaceChildren();
-    const query = $("vraag").value.trim();
-    if (!query) {
-      status.textContent = "Vink eerst velden aan of schrijf een query.";
-      return;
-    }
-    let variables;
-    try {
-      variables = JSON.parse($("variabelen").value || "{}");
-    } catch (_) {
-      status.textContent = "De variabelen zijn geen geldige JSON.";
-      return;
-    }
-    status.textContent = "Bezig…";
-    const headers = {
-      ...requestHeaders(),
-      "Content-Type": "application/json",
-      Accept: "application/graphql-response+json, application/json;q=0.9",
-    };
-    if (!headers.Authorization) delete headers.Authorization;
-    let response;
-    let body;
-    try {
-      response = await fetch("/graphql", { method: "POST", headers, body: JSON.stringify({ query, variables }) });
-      body = await response.json();
-    } catch (error) {
-      status.textContent = `Geen antwoord: ${error.message}`;
-      return;
-    }
-    const errors = Array.isArray(body.errors) ? body.errors : [];
-    dataBox.textContent = "data" in body ? JSON.stringify(body.data, null, 2) : "(geen data: het verzoek is niet uitgevoerd)";
-    for (const error of errors) {
-      const code = error.extensions && error.extensions.code ? error.extensions.code : "(geen code)";
-      const where = Array.isArray(error.path) ? error.path.join(".") : "(verzoek)";
-      errorList.append(
-        el("li", {}, el("strong", { class: "code" }, code), " bij ", el("code", { class: "pad" }, where), `: ${error.message}`),
-      );
-    }
-    if (!errors.length) errorList.append(el("li", {}, "(geen fouten)"));
-    status.textContent = `HTTP ${response.status}: ${errors.length} ${errors.length === 1 ? "fout" : "fouten"}.`;
-  }
-
-  // --- start -------------------------------------------------------------------------------
-
-  async function start() {
-    $("organisatie").addEventListener("change", onOrganisation);
-    $("rol").addEventListener("change", onRole);
-    $("doelbinding").addEventListener("change", onPurpose);
-    $("verwerking").addEventListener("change", renderHeaders);
-    $("token-gebruiken").addEventListener("click", usePastedToken);
-    $("token-vergeten").addEventListener("click", forgetPastedToken);
-    $("uitvoeren").addEventListener("click", run);
-    try {
-      state.grants = await api("/grants");
-    } catch (error) {
-      $("schema-status").textContent = `Het beleid kon niet worden geladen: ${error.message}`;
-      return;
-    }
-    fillSelect(
-      "organisatie",
-      state.grants.organisations.map((o) => o.id),
-      (id) => `${id} — ${state.grants.organisations.find((o) => o.id === id).name}`,
-    );
-    onOrganisation();
-  }
-
-  document.addEventListener("DOMContentLoaded", start);
-})();
+start();
