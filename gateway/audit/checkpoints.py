@@ -219,7 +219,8 @@ class Checkpointer:
                 checkpoint = Checkpoint(self.origin, size, root if size else EMPTY_ROOT)
                 note = sign_checkpoint(checkpoint, self.signer)
                 for publish in self._publishers:
-                    publish(note, checkpoint)
+                    # A file append with fsync: off the event loop, where requests wait.
+                    await asyncio.to_thread(publish, note, checkpoint)
             except Exception as exc:
                 log.error("checkpoint failed: %s: %s", type(exc).__name__, exc)
                 raise
