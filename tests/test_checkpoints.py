@@ -47,7 +47,7 @@ async def test_checkpoints_at_start_every_m_entries_and_at_shutdown(
         for i in range(3):
             answer = await nvik.query(QUERY, {"v": mock_registries.population.vnummer(i)})
             assert answer.status == 200
-        for _ in range(100):  # the 2-entry trigger, not the hour: bounded wait
+        for _ in range(500):  # the 2-entry trigger, not the hour: bounded wait (10 s)
             if running.checkpointer.latest and running.checkpointer.latest[1].size >= 2:
                 break
             await asyncio.sleep(0.02)

@@ -172,6 +172,7 @@ class Checkpointer:
         self.latest: tuple[Note, Checkpoint] | None = None
         self.signed = 0
         self._pending = 0
+        self._stopping = False
 
     @property
     def origin(self) -> str:
@@ -191,20 +192,26 @@ class Checkpointer:
         )
 
     async def close(self) -> None:
-        """Stop the schedule and sign the final head."""
+        """Stop the schedule and sign the final head.
+
+        The schedule is stopped, not cancelled: a checkpoint being published is finished
+        first, so every published checkpoint reaches every publisher.
+        """
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping = True
+            self._due.set()
+            await task
         with contextlib.suppress(Exception):  # logged in checkpoint(); closing goes on
             await self.checkpoint()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._due.wait(), timeout=self._interval)
             self._due.clear()
+            if self._stopping:
+                return
             with contextlib.suppress(Exception):  # logged; the next tick tries again
                 await self.checkpoint()
 
