@@ -418,6 +418,7 @@ class Gateway:
         context = self._context(
             principal, officer, grant.purpose.id, grant, activity, span, started
         )
+        span.attributes["dpl.core.processing_activity_id"] = activity  # the register's URI
         try:
             query, variables, operation_name = self._document(payload)
         except GatewayError as error:
