@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check gateway resolvers mocks tests bench
+	$(BIN)/ruff check gateway resolvers mocks tests bench examples
 	$(BIN)/mypy
 
 bench: install
