@@ -1,5 +1,5 @@
-"""The HTTP surface: health, readiness, the explorer in development only, bad bodies, and bugs
-of ours answered with a stable code and no detail."""
+"""The HTTP surface: health, readiness, the explorer in development only, bad bodies, and bugs of
+ours answered with a stable code and no detail."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def test_health_ready_and_explorer(tmp_path: Path, mock_registries: Registries) 
         explorer = http.get("/graphql", headers={"accept": "text/html"})
         assert explorer.status_code == 200
         assert explorer.headers["content-type"].startswith("text/html")
+        assert "Ketenpoort-verkenner" in explorer.text
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_a_query_over_http(tmp_path: Path, mock_registries: Registries) -> None:
     assert json.dumps(body).count(vnummer) == 1  # only where it was asked for
 
 
-def test_the_explorer_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
+def test_explorer_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwks = tmp_path / "jwks.json"

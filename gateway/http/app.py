@@ -22,8 +22,8 @@ from starlette.routing import Route
 from gateway.assembly.runtime import Running, start_gateway
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
+from gateway.http.explorer import explorer_page, explorer_routes
 from gateway.http.graphql_http import METHODS, SERVER_MAX_HEADER_BYTES, graphql_over_http
-from gateway.http.ide import explorer_response
 from gateway.pipeline.answer import Answer, error_answer
 
 log = logging.getLogger("ketenpoort.app")
@@ -64,7 +64,8 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             request,
             handle,
             max_tokens=settings.limits.max_tokens,
-            explorer=explorer_response if settings.development else None,
+            # The explorer page only in development mode, only for a browser asking for HTML.
+            explorer=(lambda _: explorer_page()) if settings.development else None,
         )
 
     async def healthz(_: Request) -> Response:
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             Route("/graphql", graphql, methods=METHODS),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *explorer_routes(settings, lambda: holder["running"].gateway),
         ],
         lifespan=lifespan,
     )
