@@ -32,6 +32,7 @@ from gateway.audit.model import (
 from gateway.audit.store import AuditStore
 from gateway.errors import Code, GatewayError
 from gateway.execution.cache import RecordCache
+from gateway.execution.compiled import CompiledAnswers
 from gateway.execution.context import RequestState
 from gateway.execution.fetch import Registries
 from gateway.execution.fields import check_vnummer, fetcher_for
@@ -82,6 +83,7 @@ class Gateway:
         self.core_schema = graphql_core_schema(self.schema)
         self.documents = DocumentCache(self.core_schema, max_tokens=limits.max_tokens)
         self.coordinates = schema_coordinates(self.core_schema)
+        self.compiled = CompiledAnswers(self.core_schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
         self._admitted: dict[tuple[Principal, str, str], tuple[Grant, str] | GatewayError] = {}
         self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
@@ -417,22 +419,14 @@ class Gateway:
             await self.prepare(state, plan, given)
         except GatewayError as error:
             return await self._record_refusal(context, error)
-        result: ExecutionResult | StrawberryResult
-        if plan.introspection:
-            result = self.introspect(state, document.node, given, operation_name)
-        else:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=state,
-                operation_name=operation_name,
-            )
-        errors = [format_error(e) for e in result.errors or ()]
-        body: dict[str, Any] = {"data": result.data}
+        data, errors = await self._answer(
+            state, plan, document.node, query, given, variables, operation_name, span
+        )
+        body: dict[str, Any] = {"data": data}
         if errors:
             body["errors"] = errors
         status = 200
-        if result.data is None and errors:
+        if data is None and errors:
             code = errors[0]["extensions"].get("code")
             if code in REQUEST_LEVEL:
                 status = GatewayError(Code(code), "").http_status
@@ -460,6 +454,36 @@ class Gateway:
             if retry is not None:
                 answer.headers["retry-after"] = str(retry)
         return answer
+
+    async def _answer(
+        self,
+        state: RequestState,
+        plan: RequestPlan,
+        document: DocumentNode,
+        query: str,
+        given: Mapping[str, Any],
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        span: RequestSpan,
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """The response's data and errors: the plan's compiled builder, else strawberry's
+        execution (introspection, and whatever the compiler leaves to it)."""
+        compiled = self.compiled.answer(
+            state, plan, document, operation_name, given, span.attributes
+        )
+        if compiled is not None:
+            return compiled
+        result: ExecutionResult | StrawberryResult
+        if plan.introspection:
+            result = self.introspect(state, document, given, operation_name)
+        else:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=state,
+                operation_name=operation_name,
+            )
+        return result.data, [format_error(e) for e in result.errors or ()]
 
     def _document(
         self, payload: Mapping[str, Any]
