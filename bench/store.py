@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench.common import POSTGRES_URL
+from gateway.audit.chain import DecisionSets, prepare
 from gateway.audit.model import AuditBatch
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
@@ -68,6 +69,9 @@ async def write_throughput(
     """``committers`` tasks commit fresh batches until the time or the batch budget is spent."""
     await store.commit(fresh_batch(template))  # warm: connections, statements, chain head
     per_batch = template.record_count()
+    # Rows a batch writes: its entry and its subject rows (decision sets are shared: written
+    # once per distinct set, so not per batch).
+    rows_per_batch = len(prepare(template, DecisionSets(), text_timestamps=True))
     issued = 0
     done = 0
     latencies: list[float] = []
@@ -94,6 +98,8 @@ async def write_throughput(
         "records": done * per_batch,
         "seconds": round(elapsed, 3),
         "records_per_s": round(done * per_batch / elapsed) if elapsed else None,
+        "rows_per_batch": rows_per_batch,
+        "rows_per_s": round(done * rows_per_batch / elapsed) if elapsed else None,
         "batches_per_s": round(done / elapsed, 1) if elapsed else None,
         "commit_p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else None,
         "commit_p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2)
