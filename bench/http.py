@@ -57,6 +57,7 @@ def _bare_app() -> Any:
 
     from bench.common import dataset
     from bench.variants import bare_schema, encode
+    from gateway.pipeline.answer import Answer
     from mocks import Population
 
     schema = bare_schema(dataset(Population(), 100).records)
@@ -69,7 +70,7 @@ def _bare_app() -> Any:
             operation_name=body.get("operationName"),
         )
         # The gateway's encoding (Answer.encode), so only the work in between differs.
-        data = json.dumps(encode(result), separators=(",", ":"), ensure_ascii=False).encode()
+        data = Answer(200, encode(result)).encode()
         return Response(data, media_type="application/json")
 
     async def healthz(_: Request) -> Response:

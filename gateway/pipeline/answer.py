@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from graphql import GraphQLError
 
 from gateway.errors import Code, GatewayError
@@ -41,7 +42,13 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        """Compact UTF-8 JSON. orjson does it several times faster than the standard library
+        (it matters for a 50-person answer); whatever it refuses (an integer beyond 64 bits,
+        say) is encoded by the standard library instead, in the same compact form."""
+        try:
+            return orjson.dumps(self.body)
+        except orjson.JSONEncodeError:
+            return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_answer(error: GatewayError) -> Answer:
