@@ -6,10 +6,11 @@ lists, ``__typename``, persons in scope, out of scope and unknown, literal and v
 V-nummers — and runs every document for every principal the default policy names (each
 organisation, role and purpose it grants; the two whose purpose is forbidden or suspended are
 refused at admission, before anything executes, so they have nothing to compare), with and
-without injected registry faults (BVV, COA or IND down). Each request goes through the gateway twice: once with the
-compiled builders switched off (strawberry's execution: the oracle) and once with them on. The
-answers must be the same JSON text (``json.dumps``, key order kept) with the same status, and
-the audit batches the same records. The compiler's own output is never the reference.
+without injected registry faults (BVV, COA or IND down). Each request goes through the
+gateway twice: once with the compiled builders switched off (strawberry's execution: the
+oracle) and once with them on. The answers must be the same JSON text (``json.dumps``, key
+order kept) with the same status and headers, the audit batches the same records, and the
+span must say how the request was executed. The compiler's own output is never the reference.
 """
 
 from __future__ import annotations
