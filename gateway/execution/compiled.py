@@ -76,6 +76,10 @@ class CompiledAnswers:
         #: Build times (µs) per tier of the last plans built (bounded), for the benchmark.
         self.compile_times: dict[str, list[float]] = {"closures": [], "source": []}
 
+    def __len__(self) -> int:
+        """Plans whose builders are kept (at most ``size``)."""
+        return len(self._compiled)
+
     def clear(self) -> None:
         """Forget every builder (the next request of each plan builds again)."""
         self._compiled.clear()
@@ -156,6 +160,8 @@ class CompiledAnswers:
                 try:
                     data, errors, accesses = _run(compiled.roots, plan, state, variables)
                 except (Fallback, KeyError, TypeError, ValueError, AttributeError) as odd:
+                    # A record of a shape the builder does not expect (a key missing, a value
+                    # of another kind): strawberry answers it, with whatever error it gives.
                     reason = f"data:{type(odd).__name__}"
                 else:
                     state.accesses.extend(accesses)
@@ -184,7 +190,7 @@ def _built(shapes: list[RootShape], tier: str) -> list[_Root]:
 def _run(
     roots: list[_Root], request: RequestPlan, state: RequestState, variables: Mapping[str, Any]
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[Access]]:
-    """The root fields, as :mod:`gateway.resolve`'s ``one``/``many`` and graphql-core do them."""
+    """The root fields, as :mod:`.fields`' ``one``/``many`` and graphql-core do them."""
     data: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     accesses: list[Access] = []
