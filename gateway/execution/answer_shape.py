@@ -34,9 +34,9 @@ from gateway.errors import GatewayError
 from gateway.planning.plan import Grant, Overlay, RequestPlan, RootPlan
 
 #: Root fields the compiler answers; every other root falls back to strawberry.
-COMPILED_ROOTS: dict[str, Literal["one", "many"]] = {
-    "vreemdeling": "one",
-    "vreemdelingen": "many",
+COMPILED_ROOTS: dict[str, tuple[Literal["one", "many"], str]] = {
+    "vreemdeling": ("one", "vnummer"),
+    "vreemdelingen": ("many", "vnummers"),
 }
 #: Scalars whose serializer returns a value of this Python type unchanged (the fast path).
 IDENTITY: dict[str, type] = {"String": str, "ID": str, "Date": str, "Boolean": bool}
@@ -83,6 +83,8 @@ class RootShape:
     locations: Where
     plan: RootPlan | None = None
     person: ObjectShape | None = None
+    #: The argument that names the persons.
+    argument: str = ""
 
 
 class Where:
@@ -246,9 +248,9 @@ class ShapeBuilder:
             if name == "__typename":
                 shapes.append(RootShape(key, "typename", locations))
                 continue
-            kind = COMPILED_ROOTS.get(name)
-            if kind is None:
+            if name not in COMPILED_ROOTS:
                 raise Unsupported(f"root {name}")
+            kind, argument = COMPILED_ROOTS[name]
             root = plan.roots.get(key)
             if root is None or root.field_name != name:
                 raise Unsupported("root not in plan")
@@ -261,5 +263,5 @@ class ShapeBuilder:
                 if root.refusal is not None
                 else self.object_shape(person_type, nodes, plan.overlay)
             )
-            shapes.append(RootShape(key, kind, locations, root, person))
+            shapes.append(RootShape(key, kind, locations, root, person, argument))
         return shapes

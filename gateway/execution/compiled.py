@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from graphql import DocumentNode, FragmentDefinitionNode, GraphQLSchema
 
+from gateway.audit.model import FieldDecision
 from gateway.errors import GatewayError
 from gateway.execution.answer_builders import Builder, Fallback, Null, closures, generate, located
 from gateway.execution.answer_shape import RootShape, ShapeBuilder, Unsupported
@@ -158,13 +159,14 @@ class CompiledAnswers:
             compiled = self.compiled(plan, document, operation_name, state, variables)
             if compiled.roots is not None:
                 try:
-                    data, errors, accesses = _run(compiled.roots, plan, state, variables)
+                    data, errors, accesses, decisions = _run(compiled.roots, plan, state, variables)
                 except (Fallback, KeyError, TypeError, ValueError, AttributeError) as odd:
                     # A record of a shape the builder does not expect (a key missing, a value
                     # of another kind): strawberry answers it, with whatever error it gives.
                     reason = f"data:{type(odd).__name__}"
                 else:
                     state.accesses.extend(accesses)
+                    state.request_decisions.extend(decisions)
                     self.stats["compiled"] += 1
                     span_attributes["ketenpoort.execution"] = "compiled"
                     return data, errors
@@ -189,11 +191,12 @@ def _built(shapes: list[RootShape], tier: str) -> list[_Root]:
 
 def _run(
     roots: list[_Root], request: RequestPlan, state: RequestState, variables: Mapping[str, Any]
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[Access]]:
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[Access], list[FieldDecision]]:
     """The root fields, as :mod:`.fields`' ``one``/``many`` and graphql-core do them."""
     data: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     accesses: list[Access] = []
+    request_decisions: list[FieldDecision] = []
     persons = state.persons
     for root in roots:
         shape = root.shape
@@ -203,7 +206,16 @@ def _run(
             continue
         plan = shape.plan
         assert plan is not None
-        value = plan.source.values(variables)
+        if plan.refusal is not None:  # recorded for the request: it names nobody in the trail
+            request_decisions.extend(plan.request_decisions)
+            errors.append(located(plan.refusal, shape.locations, (None, key)))
+            if shape.kind == "many":  # a non-null list: the whole data is null
+                return None, errors, accesses, request_decisions
+            data[key] = None
+            continue
+        build = root.build
+        assert build is not None
+        value = plan.argument_values(variables).get(shape.argument)
         if shape.kind == "one":
             if type(value) is not str:
                 raise Fallback
@@ -212,15 +224,6 @@ def _run(
             if type(value) is not list or any(type(v) is not str for v in value):
                 raise Fallback
             names = value
-        if plan.refusal is not None:
-            accesses.extend(Access(plan, v, plan.decisions) for v in names)
-            errors.append(located(plan.refusal, shape.locations, (None, key)))
-            if shape.kind == "many":  # a non-null list: the whole data is null
-                return None, errors, accesses
-            data[key] = None
-            continue
-        build = root.build
-        assert build is not None
         results: list[Any] = []
         for v in names:
             outcome = persons.get(v)
@@ -266,4 +269,4 @@ def _run(
             else:
                 items.append(None)
         data[key] = items
-    return data, errors, accesses
+    return data, errors, accesses, request_decisions
