@@ -136,7 +136,7 @@ async def in_process(
             },
             **await inprocess.compiled_builders(ketenpoort, query, vnummers, counts),
         }
-        misses = [t for t in ratios_and_targets(out, None)[1] if not t["met"]]
+        misses = [t for t in ratios_and_targets(out, None)[1] if t["met"] is False]
         if args.profile == "always" or (args.profile == "auto" and misses):
             say("profiling the ketenpoort path (cProfile), 50 and 1 person(s)")
             out["profile"] = {
