@@ -23,6 +23,7 @@ REQUEST_LEVEL = {
     Code.PURPOSE_NOT_GRANTED,
     Code.PURPOSE_SUSPENDED,
     Code.PURPOSE_FORBIDDEN,
+    Code.PROCESSING_ACTIVITY_NOT_REGISTERED,
     Code.TOO_MANY_SUBJECTS,
     Code.QUOTA_EXCEEDED,
     Code.QUOTA_UNAVAILABLE,
@@ -35,20 +36,36 @@ REQUEST_LEVEL = {
 
 @dataclass(slots=True)
 class Answer:
-    """An HTTP answer: status, JSON body, extra headers."""
+    """An HTTP answer: status, JSON body, extra headers.
+
+    ``executed`` is False for a request refused before execution: its wire form has no ``data``
+    entry (GraphQL over HTTP), though :attr:`body` keeps ``"data": None`` for in-process
+    callers. ``request_error`` marks a GraphQL request error (the document does not parse or
+    validate, the variables do not coerce): its status depends on the media type the caller
+    accepts, which the HTTP layer decides (200 for ``application/json``, 400 otherwise).
+    """
 
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    executed: bool = True
+    request_error: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        """The body as sent: without ``data`` when the request did not execute."""
+        if self.executed:
+            return self.body
+        return {k: v for k, v in self.body.items() if k != "data"}
 
     def encode(self) -> bytes:
-        """Compact UTF-8 JSON. orjson does it several times faster than the standard library
-        (it matters for a 50-person answer); whatever it refuses (an integer beyond 64 bits,
-        say) is encoded by the standard library instead, in the same compact form."""
+        """Compact UTF-8 JSON of :meth:`wire`. orjson does it several times faster than the
+        standard library (it matters for a 50-person answer); whatever it refuses (an integer
+        beyond 64 bits, say) is encoded by the standard library instead, in the same form."""
+        body = self.wire()
         try:
-            return orjson.dumps(self.body)
+            return orjson.dumps(body)
         except orjson.JSONEncodeError:
-            return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+            return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_answer(error: GatewayError) -> Answer:
@@ -59,6 +76,7 @@ def error_answer(error: GatewayError) -> Answer:
         error.http_status,
         {"data": None, "errors": [{"message": error.message, "extensions": error.extensions}]},
         headers,
+        executed=False,
     )
 
 
