@@ -23,6 +23,7 @@ from gateway.assembly.runtime import Running, start_gateway
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
 from gateway.http.explorer import explorer_page, explorer_routes
+from gateway.http.json_body import NOT_UNICODE, holds_lone_surrogate
 from gateway.pipeline.answer import Answer, error_answer
 
 log = logging.getLogger("ketenpoort.app")
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             return _json(
                 error_answer(GatewayError(Code.BAD_USER_INPUT, "The body must be a JSON object."))
             )
+        if holds_lone_surrogate(payload):
+            return _json(error_answer(GatewayError(Code.BAD_USER_INPUT, NOT_UNICODE)))
         try:
             # Starlette's header names are lower-case already.
             answer = await holder["running"].gateway.handle(request.headers, payload)

@@ -41,7 +41,17 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        """The body as UTF-8 JSON; never fails on the strings in it.
+
+        The HTTP boundary refuses bodies with lone surrogates, so none should reach an answer;
+        should one all the same (echoed in an error message, say), the body is sent with
+        ``\\u`` escapes instead: the same JSON value the trail describes, not an HTTP 500.
+        """
+        text = json.dumps(self.body, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.body, separators=(",", ":")).encode()
 
 
 def error_answer(error: GatewayError) -> Answer:
