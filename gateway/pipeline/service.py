@@ -49,11 +49,22 @@ from gateway.pipeline.refusals import (
     refusal_decision,
     undelivered,
 )
-from gateway.planning.document import Document, DocumentCache, errors_for_caller
+from gateway.planning.document import (
+    Document,
+    DocumentCache,
+    errors_for_caller,
+    variable_errors_for_caller,
+)
 from gateway.planning.plan import RequestPlan, build_plan, select_operation
 from gateway.policy.model import Grant, Policy
 from gateway.proportionality.counting import RootRequest, Tally, tally
 from gateway.proportionality.quota import QuotaStore
+
+
+def declared(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The purpose (``X-Doelbinding``) and processing activity (``X-Verwerking``) a request
+    declares, stripped; read once per request, checked by :meth:`Gateway.admit`."""
+    return headers.get("x-doelbinding", "").strip(), headers.get("x-verwerking", "").strip()
 
 
 class Gateway:
@@ -106,8 +117,12 @@ class Gateway:
 
     def admit(self, principal: Principal, headers: Mapping[str, str]) -> tuple[Grant, str, str]:
         """Check the declared purpose; return (grant, processing activity URI, officer)."""
-        purpose_id = headers.get("x-doelbinding", "").strip()
-        activity = headers.get("x-verwerking", "").strip()
+        return self._admit(principal, *declared(headers), headers)
+
+    def _admit(
+        self, principal: Principal, purpose_id: str, activity: str, headers: Mapping[str, str]
+    ) -> tuple[Grant, str, str]:
+        """:meth:`admit` of a purpose and activity already read by :func:`declared`."""
         if not purpose_id or not activity:
             raise GatewayError(
                 Code.PURPOSE_REQUIRED,
@@ -341,13 +356,13 @@ class Gateway:
             except GatewayError as error:
                 span.attributes["ketenpoort.code"] = error.code.value
                 return error_answer(error)
-            purpose_id = headers.get("x-doelbinding", "").strip()
+            purpose_id, activity_id = declared(headers)
             # Only a well-formed purpose id is written to the trail, and only the token's
             # subject as officer until X-Gebruiker has been checked (gateway.admission.officer).
             recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
             officer = principal.subject
             try:
-                grant, activity, officer = self.admit(principal, headers)
+                grant, activity, officer = self._admit(principal, purpose_id, activity_id, headers)
             except GatewayError as error:
                 span.attributes["ketenpoort.code"] = error.code.value
                 context = self._context(
@@ -434,10 +449,15 @@ class Gateway:
                 self.core_schema, operation.variable_definitions or (), variables or {}
             )
             if isinstance(coerced, list):
+                # Told against the caller's own schema, like validation errors: no enum value
+                # or type it may not see is named or suggested ("Did you mean 'LOCATIE'?").
+                told = variable_errors_for_caller(
+                    document, operation, variables or {}, self._filtered_schema(grant)
+                )
                 return await self._record_refusal(
                     context,
-                    GatewayError(Code.BAD_USER_INPUT, coerced[0].message),
-                    input_errors(coerced, Code.BAD_USER_INPUT),
+                    GatewayError(Code.BAD_USER_INPUT, told[0].message),
+                    input_errors(told, Code.BAD_USER_INPUT),
                 )
             given: Mapping[str, Any] = coerced.coerced
             plan = self.plan_for(state, document, query, operation_name, given)
