@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve serve-scaled test lint bench clean
+.PHONY: install serve serve-scaled test lint bench supergraph clean
 
 install: $(STAMP)
 
@@ -25,11 +25,16 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check gateway resolvers mocks tests bench
+	$(BIN)/ruff check gateway resolvers mocks tests bench examples
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench
+
+# The supergraph of the COA and IND subgraph mocks (mocks/supergraph.graphql), composed with
+# Apollo's composition library (npm, installed into tests/node); `make test` checks it is current.
+supergraph: install
+	$(BIN)/python -m tests.federation
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
