@@ -58,14 +58,25 @@ class Answer:
         return {k: v for k, v in self.body.items() if k != "data"}
 
     def encode(self) -> bytes:
-        """Compact UTF-8 JSON of :meth:`wire`. orjson does it several times faster than the
-        standard library (it matters for a 50-person answer); whatever it refuses (an integer
-        beyond 64 bits, say) is encoded by the standard library instead, in the same form."""
-        body = self.wire()
+        """The body as sent (:meth:`wire`), UTF-8 JSON; never fails on the strings in it.
+
+        orjson encodes it (several times faster than the standard library, which matters for a
+        50-person answer). What orjson refuses — a lone surrogate, an integer beyond 64 bits —
+        goes to the standard library. The HTTP boundary refuses bodies with lone surrogates, so
+        none should reach an answer; should one all the same (echoed in an error message, say),
+        the body is sent with ``\\u`` escapes instead: the same JSON value the trail describes,
+        not an HTTP 500.
+        """
+        wire = self.wire()
         try:
-            return orjson.dumps(body)
+            return orjson.dumps(wire)
         except orjson.JSONEncodeError:
-            return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            pass
+        text = json.dumps(wire, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(wire, separators=(",", ":")).encode()
 
 
 def error_answer(error: GatewayError) -> Answer:

@@ -50,11 +50,22 @@ from gateway.pipeline.refusals import (
     refusal_decision,
     undelivered,
 )
-from gateway.planning.document import Document, DocumentCache, errors_for_caller
+from gateway.planning.document import (
+    Document,
+    DocumentCache,
+    errors_for_caller,
+    variable_errors_for_caller,
+)
 from gateway.planning.plan import RequestPlan, build_plan, select_operation
 from gateway.policy.model import Grant, Policy
 from gateway.proportionality.counting import RootRequest, Tally, tally
 from gateway.proportionality.quota import QuotaStore
+
+
+def declared(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The purpose (``X-Doelbinding``) and processing activity (``X-Verwerking``) a request
+    declares, stripped; read once per request, checked by :meth:`Gateway.admit`."""
+    return headers.get("x-doelbinding", "").strip(), headers.get("x-verwerking", "").strip()
 
 
 class Gateway:
@@ -108,8 +119,12 @@ class Gateway:
 
     def admit(self, principal: Principal, headers: Mapping[str, str]) -> tuple[Grant, str, str]:
         """Check the declared purpose; return (grant, processing activity URI, officer)."""
-        purpose_id = headers.get("x-doelbinding", "").strip()
-        activity = headers.get("x-verwerking", "").strip()
+        return self._admit(principal, *declared(headers), headers)
+
+    def _admit(
+        self, principal: Principal, purpose_id: str, activity: str, headers: Mapping[str, str]
+    ) -> tuple[Grant, str, str]:
+        """:meth:`admit` of a purpose and activity already read by :func:`declared`."""
         if not purpose_id or not activity:
             raise GatewayError(
                 Code.PURPOSE_REQUIRED,
@@ -350,17 +365,17 @@ class Gateway:
         started = datetime.now(UTC)
         with self.request_span(headers) as span:
             # What the caller declared, refused or not: a trace shows what was asked for. Only
-            # well-formed identifiers: a header's free text never reaches an exporter.
-            declared = headers.get("x-doelbinding", "").strip()
-            activity = headers.get("x-verwerking", "").strip()
+            # well-formed identifiers: a header's free text never reaches an exporter. Read once
+            # here; admission checks these same values.
+            purpose_id, activity_id = declared(headers)
             span.attributes["ketenpoort.purpose"] = (
-                declared if is_identifier(declared, "policy_id") else ""
+                purpose_id if is_identifier(purpose_id, "policy_id") else ""
             )
             span.attributes["ketenpoort.processing_activity"] = (
-                activity if is_identifier(activity, "activity") else ""
+                activity_id if is_identifier(activity_id, "activity") else ""
             )
             span.attributes["ketenpoort.subjects"] = 0
-            answer = await self._handle(headers, payload, span, started)
+            answer = await self._handle(headers, payload, span, started, purpose_id, activity_id)
             span.attributes["ketenpoort.code"] = outcome_code(answer)
             return answer
 
@@ -370,19 +385,20 @@ class Gateway:
         payload: Mapping[str, Any],
         span: RequestSpan,
         started: datetime,
+        purpose_id: str,
+        activity_id: str,
     ) -> Answer:
         try:
             principal = self.authenticator.authenticate(headers.get("authorization"))
         except GatewayError as error:
             return error_answer(error)
         span.attributes["ketenpoort.organisation"] = principal.organisation
-        purpose_id = headers.get("x-doelbinding", "").strip()
         # Only a well-formed purpose id is written to the trail, and only the token's
         # subject as officer until X-Gebruiker has been checked (gateway.admission.officer).
         recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
         officer = principal.subject
         try:
-            grant, activity, officer = self.admit(principal, headers)
+            grant, activity, officer = self._admit(principal, purpose_id, activity_id, headers)
         except GatewayError as error:
             context = self._context(principal, officer, recorded_purpose, None, None, span, started)
             return await self._record_refusal(context, error)
@@ -474,10 +490,15 @@ class Gateway:
                 self.core_schema, operation.variable_definitions or (), variables or {}
             )
             if isinstance(coerced, list):
+                # Told against the caller's own schema, like validation errors: no enum value
+                # or type it may not see is named or suggested ("Did you mean 'LOCATIE'?").
+                told = variable_errors_for_caller(
+                    document, operation, variables or {}, self._filtered_schema(grant)
+                )
                 return await self._record_refusal(
                     context,
-                    GatewayError(Code.BAD_USER_INPUT, coerced[0].message),
-                    input_errors(coerced, Code.BAD_USER_INPUT),
+                    GatewayError(Code.BAD_USER_INPUT, told[0].message),
+                    input_errors(told, Code.BAD_USER_INPUT),
                     request_error=True,
                 )
             given: Mapping[str, Any] = coerced.coerced
