@@ -205,7 +205,8 @@ def test_explorer_is_not_served_in_production(tmp_path: Path, mock_registries: R
 def test_explorer_api_refuses_bad_input_with_codes(
     tmp_path: Path, mock_registries: Registries
 ) -> None:
-    with TestClient(explorer_app(tmp_path, mock_registries)) as http:
+    # The loopback by name: the explorer mints tokens only for a loopback Host.
+    with TestClient(explorer_app(tmp_path, mock_registries), base_url="http://127.0.0.1") as http:
         json_api = http.get("/graphql", headers={"accept": "application/json"})
         # The page only for a browser asking for HTML: this is a GraphQL GET, refused here for
         # want of a token.

@@ -177,9 +177,12 @@ def sqlite_append(db: Any, size: int, leaves: Sequence[bytes]) -> None:
     db.executemany(INSERT_NODE_SQLITE, _node_rows(append_leaves(size, leaves, known)))
 
 
-async def postgres_append(conn: Any, size: int, leaves: Sequence[bytes]) -> None:
-    """Append leaf hashes to the tree of ``size`` leaves (an asyncpg connection in a
-    transaction). Reads only the right frontier (≤ 64 rows)."""
+async def postgres_new_nodes(
+    conn: Any, size: int, leaves: Sequence[bytes]
+) -> list[tuple[int, int, bytes]]:
+    """The node rows that appending leaf hashes to the tree of ``size`` leaves adds (an
+    asyncpg connection in the writing transaction). Reads only the right frontier (≤ 64
+    rows); the caller inserts the rows with its own statement."""
     need = frontier(size)
     known: dict[Node, bytes] = {}
     if need:
@@ -187,9 +190,7 @@ async def postgres_append(conn: Any, size: int, leaves: Sequence[bytes]) -> None
             select_nodes_sql(len(need), "postgresql"), [n[0] for n in need], [n[1] for n in need]
         )
         known = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
-    await conn.copy_records_to_table(
-        TREE_TABLE, records=_node_rows(append_leaves(size, leaves, known)), columns=TREE_COLUMNS
-    )
+    return _node_rows(append_leaves(size, leaves, known))
 
 
 class TreeReader:

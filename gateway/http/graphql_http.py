@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import Code, GatewayError
+from gateway.http.json_body import NOT_UNICODE, holds_lone_surrogate
 from gateway.http.media import GRAPHQL_RESPONSE, HTML, JSON, ContentType, negotiate
 from gateway.pipeline.answer import Answer, error_answer
 
@@ -136,7 +137,8 @@ def get_parameters(request: Request, max_tokens: int) -> dict[str, Any]:
 
 
 def check_parameters(params: Mapping[str, Any]) -> None:
-    """The types of the request parameters (null is absent). Raises :class:`GatewayError`."""
+    """The types of the request parameters (null is absent), and Unicode text in every string
+    (:mod:`gateway.http.json_body`). Raises :class:`GatewayError`."""
     kinds: dict[str, tuple[type, str]] = {
         "query": (str, "a string"),
         "operationName": (str, "a string"),
@@ -147,6 +149,8 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         value = params.get(name)
         if value is not None and not isinstance(value, kind):
             raise GatewayError(Code.BAD_USER_INPUT, f"{name} must be {described}.")
+    if holds_lone_surrogate(params):  # before anything reads, echoes or records them
+        raise GatewayError(Code.BAD_USER_INPUT, NOT_UNICODE)
 
 
 def _header_bytes(request: Request) -> int:
