@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from gateway.admission.tokens import Principal
 from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.model import AuditBatch
+from gateway.audit.tree import TreeReader
 from gateway.execution.cache import open_cache
 from mocks import Registries
 from tests.support import settings_for
@@ -164,6 +165,27 @@ class CapturingStore:
 
     async def ready(self) -> bool:
         return True
+
+    # The Merkle log's side of the protocol: an empty log (the gateway signs its checkpoint).
+    on_append: Any = None
+
+    def tree(self) -> TreeReader:
+        async def nodes(wanted: list[Any]) -> dict[Any, bytes]:
+            return {}
+
+        async def size() -> int:
+            return 0
+
+        return TreeReader(nodes, size)
+
+    async def purge_expired(self, retention: Any, context: Any, now: Any = None) -> int:
+        return 0
+
+    async def check_log(self, checkpoints: Any) -> Any:
+        raise NotImplementedError
+
+    async def entries(self, seqs: Any) -> Any:
+        raise NotImplementedError
 
 
 def comparable(batch: AuditBatch | None) -> Any:
