@@ -1,0 +1,90 @@
+"""Who may use the console: the policy's VERANTWOORDING grant, checked on every page.
+
+A viewer is an authenticated :class:`~gateway.admission.tokens.Principal` whose organisation
+matches its OIN in the policy, whose token claims the purpose and whose roles the policy grants
+it (the same test the gateway applies to ``X-Doelbinding: VERANTWOORDING``), while the purpose is
+active. The check is pure and cheap, so every request repeats it instead of trusting the session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+import jwt
+
+from gateway.admission.tokens import Principal
+from gateway.audit.model import AccessContext
+from gateway.audit.reading import READING_PURPOSE
+from gateway.policy.model import Policy
+
+#: Reason recorded when the policy names no rule for the grant (cannot happen once admitted).
+CONSOLE_REASON = "AUDIT_CONSOLE"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """An admitted console user and what their uses of the trail are recorded with."""
+
+    principal: Principal
+    legal_basis: str
+    processing_activity: str
+    policy_version: str
+    rule: str
+
+    @property
+    def name(self) -> str:
+        return self.principal.subject
+
+    def context(self) -> AccessContext:
+        """The request context of one use of the trail by this viewer (a trace of its own)."""
+        p = self.principal
+        return AccessContext(
+            trace_id=secrets.token_hex(16),
+            span_id=secrets.token_hex(8),
+            parent_span_id=None,
+            start_time=dt.datetime.now(dt.UTC),
+            organisation_oin=p.oin,
+            organisation=p.organisation,
+            officer=p.subject,
+            authenticated_as=p.subject,
+            roles=p.roles,
+            purpose=READING_PURPOSE,
+            legal_basis=self.legal_basis,
+            processing_activity=self.processing_activity,
+            policy_version=self.policy_version,
+        )
+
+
+def admit(policy: Policy, principal: Principal) -> Viewer | None:
+    """The viewer, when the policy grants this principal VERANTWOORDING now; else ``None``."""
+    organisation = policy.organisation_by_oin(principal.oin)
+    purpose = policy.purposes.get(READING_PURPOSE)
+    if organisation is None or organisation.id != principal.organisation or purpose is None:
+        return None
+    if not purpose.active or not purpose.processing_activities:
+        return None
+    if READING_PURPOSE not in principal.purposes:
+        return None
+    if READING_PURPOSE not in policy.purposes_for(organisation.id, principal.roles):
+        return None
+    grant = policy.grant(organisation.id, principal.roles, READING_PURPOSE)
+    rules = sorted(set(grant.reasons[c] for c in grant.approved)) if grant.approved else []
+    return Viewer(
+        principal=principal,
+        legal_basis=purpose.grondslag,
+        processing_activity=policy.processing_activity_uri(purpose.processing_activities[0]),
+        policy_version=policy.version,
+        rule=",".join(rules) or CONSOLE_REASON,
+    )
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a token the authenticator has already verified (for the session's end)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
