@@ -38,6 +38,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.console_search
+
+# The console's searches over a generated 1,000,000-entry PostgreSQL trail (part of `bench`).
+bench-console: install
+	$(BIN)/python -m bench.console_search
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from gateway.assembly.runtime import build_authenticator, load_gateway_policy
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
 from gateway.config import Settings
-from gateway.console import pages, reports
+from gateway.console import pages, reports, signin
 from gateway.console.sessions import Clock, Sessions
 from gateway.console.settings import ConsoleSettings
 from gateway.console.web import HERE, Console, Denied, SecurityHeaders, console_of
@@ -81,9 +81,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _routes() -> list[Route | Mount]:
     return [
-        Route("/", pages.start, methods=["GET"]),
-        Route("/login", pages.login, methods=["POST"]),
-        Route("/afmelden", pages.logout, methods=["POST"]),
+        Route("/", signin.start, methods=["GET"]),
+        Route("/login", signin.login, methods=["POST"]),
+        Route("/afmelden", signin.logout, methods=["POST"]),
         Route("/zoeken", pages.zoeken, methods=["GET"]),
         Route("/betrokkene/{pseudonym}", pages.betrokkene, methods=["GET"]),
         Route("/betrokkene/{pseudonym}/verslag", pages.verslag, methods=["GET"]),

@@ -8,27 +8,16 @@ the record cannot be committed the viewer gets 503 and nothing else.
 
 from __future__ import annotations
 
-import csv
-import io
-import secrets
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from gateway.audit.model import AuditRecord, Decision
-from gateway.audit.reading import record_reading
 from gateway.audit.store import AuditUnavailable
-from gateway.console.access import Viewer, admit, token_expiry
-from gateway.console.sessions import (
-    LOGIN_COOKIE,
-    LOGIN_FORM_SECONDS,
-    SESSION_COOKIE,
-    csrf_ok,
-)
+from gateway.console.export import row_dict, to_csv
 from gateway.console.trail import (
     PSEUDONYM,
     TRACE_ID,
@@ -41,126 +30,12 @@ from gateway.console.trail import (
     rows_of,
     search_page,
 )
-from gateway.console.web import MAX_FORM, Console, Denied, console_of
-from gateway.errors import GatewayError
+from gateway.console.web import Console, Denied, console_of, record_view
 
 PAGE_ROWS = 50
 EXPORT_ROWS = 1_000
 REPORT_ROWS = 500
 DECISIONS = {"gegeven": Decision.GIVEN, "geweigerd": Decision.REFUSED, "fout": Decision.ERROR}
-
-
-async def record_view(
-    console: Console,
-    viewer: Viewer,
-    coordinate: str,
-    *,
-    path: str = "",
-    subjects: Iterable[str | None] = (),
-) -> None:
-    """Record one page view or export before it is shown; 503 when the trail cannot."""
-    try:
-        await record_reading(
-            console.store,
-            viewer.context(),
-            coordinate=coordinate,
-            reason=viewer.rule,
-            path=path,
-            subjects=[s for s in subjects if s],
-        )
-    except AuditUnavailable:
-        raise Denied(
-            503,
-            "Het verantwoordingslog kan deze raadpleging niet vastleggen; daarom wordt niets "
-            "getoond. Probeer het later opnieuw.",
-        ) from None
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """A posted ``application/x-www-form-urlencoded`` form (bounded), first value per field."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != (
-        "application/x-www-form-urlencoded"
-    ):
-        raise Denied(400, "Onverwacht formulier.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise Denied(413, "Het formulier is te groot.")
-    try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
-    except (UnicodeDecodeError, ValueError):
-        raise Denied(400, "Onleesbaar formulier.") from None
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def _cookie_flags(console: Console) -> dict[str, Any]:
-    return {"httponly": True, "samesite": "strict", "secure": not console.development, "path": "/"}
-
-
-# ---- sign-in ----------------------------------------------------------------------------
-
-
-async def start(request: Request) -> Response:
-    """``GET /``: the sign-in form, or (signed in) the start page."""
-    console = console_of(request)
-    session = console.session(request)
-    if session is not None:
-        viewer = admit(console.policy, session.principal)
-        if viewer is not None:
-            await record_view(console, viewer, "Console.start")
-            return console.render(request, "start.html", {}, viewer=viewer)
-    nonce = secrets.token_urlsafe(24)
-    response = console.render(
-        request, "aanmelden.html", {"login_csrf": console.sessions.login_csrf(nonce)}
-    )
-    response.set_cookie(LOGIN_COOKIE, nonce, max_age=LOGIN_FORM_SECONDS, **_cookie_flags(console))
-    return response
-
-
-async def login(request: Request) -> Response:
-    """``POST /login``: exchange a gateway token (form field ``token``) for a session."""
-    console = console_of(request)
-    form = await read_form(request)
-    if not console.sessions.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
-        raise Denied(403, "Het aanmeldformulier is verlopen of komt niet van deze console.")
-    token = form.get("token", "").strip()
-    try:
-        principal = console.authenticator.authenticate(f"Bearer {token}")
-    except GatewayError:
-        raise Denied(401, "Het token is ongeldig of verlopen.") from None
-    viewer = admit(console.policy, principal)
-    if viewer is None:
-        raise Denied(
-            403,
-            "Geen toegang: het beleid verleent uw organisatie en rol de doelbinding "
-            "VERANTWOORDING niet.",
-        )
-    await record_view(console, viewer, "Console.aanmelden")
-    session_id, session = console.sessions.start(principal, token_expiry(token))
-    response = RedirectResponse("/zoeken", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_id,
-        max_age=console.sessions.remaining(session),
-        **_cookie_flags(console),
-    )
-    response.delete_cookie(LOGIN_COOKIE, path="/")
-    return response
-
-
-async def logout(request: Request) -> Response:
-    """``POST /afmelden``: end the session (CSRF-checked)."""
-    console = console_of(request)
-    console.viewer(request)
-    session = console.session(request)
-    form = await read_form(request)
-    if session is None or not csrf_ok(session, form.get("csrf")):
-        raise Denied(403, "Ongeldig formulier (CSRF).")
-    console.sessions.end(request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
 
 
 # ---- Zoeken -----------------------------------------------------------------------------
@@ -204,69 +79,6 @@ def parse_after(value: str | None) -> int | None:
     if not value.isdigit() or len(value) > 18:
         raise BadFilter("na: een volgnummer")
     return int(value)
-
-
-def _subject_label(row: Row, shown: dict[str, str]) -> str:
-    if row.subject is None:
-        return "-"
-    return shown.get(row.subject, row.subject)
-
-
-def _row_dict(row: Row, shown: dict[str, str]) -> dict[str, Any]:
-    return {
-        "volgnummer": row.seq,
-        "tijdstip": row.start_time.isoformat(),
-        "organisatie": row.organisation,
-        "oin": row.organisation_oin,
-        "medewerker": row.officer,
-        "rollen": list(row.roles),
-        "doelbinding": row.purpose,
-        "grondslag": row.legal_basis,
-        "verwerking": row.activity,
-        "betrokkene": _subject_label(row, shown),
-        "gegeven": [{"veld": f, "regel": r} for f, r in row.given],
-        "geweigerd": [{"veld": f, "reden": r} for f, r in row.refused],
-        "fout": [{"veld": f, "reden": r} for f, r in row.failed],
-        "trace_id": row.trace_id,
-        "beleidsversie": row.policy_version,
-    }
-
-
-def _safe_cell(value: str) -> str:
-    # Officer ids partly come from callers: a cell starting with = + - @ would be a formula in
-    # a spreadsheet (CSV injection), so it is quoted as text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def _csv(rows: list[Row], shown: dict[str, str]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    header = [
-        "volgnummer",
-        "tijdstip",
-        "organisatie",
-        "oin",
-        "medewerker",
-        "rollen",
-        "doelbinding",
-        "grondslag",
-        "verwerking",
-        "betrokkene",
-        "gegeven",
-        "geweigerd",
-        "fout",
-        "trace_id",
-        "beleidsversie",
-    ]
-    writer.writerow(header)
-    for row in rows:
-        d = _row_dict(row, shown)
-        d["rollen"] = ",".join(row.roles)
-        d["gegeven"] = " ".join(f"{f}:{r}" for f, r in row.given)
-        d["geweigerd"] = " ".join(f"{f}:{r}" for f, r in row.refused)
-        d["fout"] = " ".join(f"{f}:{r}" for f, r in row.failed)
-        writer.writerow([_safe_cell("" if d[k] is None else str(d[k])) for k in header])
-    return out.getvalue()
 
 
 def _next_url(params: QueryParams, after: int | None) -> str | None:
@@ -314,10 +126,10 @@ async def zoeken(request: Request) -> Response:
         if next_url:
             headers["link"] = f'<{next_url}>; rel="next"'
         return Response(
-            _csv(page.rows, shown), media_type="text/csv; charset=utf-8", headers=headers
+            to_csv(page.rows, shown), media_type="text/csv; charset=utf-8", headers=headers
         )
     if fmt == "json":
-        body = {"rijen": [_row_dict(r, shown) for r in page.rows], "volgende": next_url}
+        body = {"rijen": [row_dict(r, shown) for r in page.rows], "volgende": next_url}
         return JSONResponse(
             body, headers={"content-disposition": 'attachment; filename="ketenpoort-zoeken.json"'}
         )
@@ -480,5 +292,3 @@ async def verzoek(request: Request) -> Response:
         status=200 if shown else 404,
         viewer=viewer,
     )
-
-

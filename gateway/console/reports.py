@@ -22,10 +22,9 @@ from gateway.audit.model import AuditRecord, Decision
 from gateway.audit.store import AuditUnavailable
 from gateway.console.access import Viewer
 from gateway.console.charts import Chart, bar_chart
-from gateway.console.pages import read_form, record_view
 from gateway.console.sessions import csrf_ok
 from gateway.console.trail import BadFilter, Filters, parse_moment, window
-from gateway.console.web import Console, Denied, console_of
+from gateway.console.web import Console, Denied, console_of, read_form, record_view
 from gateway.policy.register import render_markdown
 
 GROUPINGS = {"organisatie": "Organisatie", "medewerker": "Medewerker", "doelbinding": "Doelbinding"}

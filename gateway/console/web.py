@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -22,7 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission.tokens import Authenticator
 from gateway.audit.chain import VerifyResult
-from gateway.audit.store import AuditStore
+from gateway.audit.reading import record_reading
+from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.console.access import Viewer, admit
 from gateway.console.sessions import SESSION_COOKIE, Session, Sessions
 from gateway.console.settings import ConsoleSettings
@@ -172,3 +174,47 @@ def console_of(request: Request) -> Console:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def record_view(
+    console: Console,
+    viewer: Viewer,
+    coordinate: str,
+    *,
+    path: str = "",
+    subjects: Iterable[str | None] = (),
+) -> None:
+    """Record one page view or export before it is shown; 503 when the trail cannot."""
+    try:
+        await record_reading(
+            console.store,
+            viewer.context(),
+            coordinate=coordinate,
+            reason=viewer.rule,
+            path=path,
+            subjects=[s for s in subjects if s],
+        )
+    except AuditUnavailable:
+        raise Denied(
+            503,
+            "Het verantwoordingslog kan deze raadpleging niet vastleggen; daarom wordt niets "
+            "getoond. Probeer het later opnieuw.",
+        ) from None
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A posted ``application/x-www-form-urlencoded`` form (bounded), first value per field."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/x-www-form-urlencoded"
+    ):
+        raise Denied(400, "Onverwacht formulier.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise Denied(413, "Het formulier is te groot.")
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        raise Denied(400, "Onleesbaar formulier.") from None
+    return {k: v[0] for k, v in parsed.items()}
