@@ -250,7 +250,7 @@ async def test_overview_anomalies_integrity_and_policy_pages(trail: Trail, tmp_p
         assert "Verwerkingsregister" in main and console.policy.version in main
         assert "huidig" in main
         assert await views(console, "Console.beleid")
-        await page.screenshot(path=screenshot_path("beleid", tmp_path), full_page=True)
+        await page.screenshot(path=screenshot_path("beleid", tmp_path))
         assert not origin.foreign(), origin.foreign()
 
 

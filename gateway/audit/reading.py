@@ -21,6 +21,13 @@ from gateway.audit.store import AuditStore
 
 #: The purpose every use of the trail is recorded under.
 READING_PURPOSE = "VERANTWOORDING"
+#: Coordinates of uses of the trail start with one of these (they name no schema field).
+READING_PREFIXES = ("Audit.", "Console.")
+
+
+def is_reading(coordinate: str) -> bool:
+    """Whether a record's coordinate names a use of the trail rather than a schema field."""
+    return coordinate.startswith(READING_PREFIXES)
 
 
 def reading_batch(

@@ -18,13 +18,14 @@ from itertools import groupby
 from urllib.parse import urlencode
 
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
+from gateway.audit.reading import is_reading
 from gateway.audit.store import AuditStore
 
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 VNUMMER = re.compile(r"\d{10}")
 #: Records read per store search while paging.
-READ_BATCH = 2_000
+READ_BATCH = 500
 #: The largest single read (one request with very many records is read whole).
 MAX_READ = 64_000
 
@@ -114,7 +115,11 @@ class Row:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, record: AuditRecord) -> None:
-        name = record.path or record.coordinate
+        if is_reading(record.coordinate):
+            # A use of the trail: its "path" holds the filters it applied.
+            name = record.coordinate + (f" [{record.path}]" if record.path else "")
+        else:
+            name = record.path or record.coordinate
         if record.decision is Decision.GIVEN:
             if (name, record.reason) not in self.given:
                 self.given.append((name, record.reason))
