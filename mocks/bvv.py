@@ -34,8 +34,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mocks.data import SIGNAAL_SOORTEN, Population, Record, ZoekenNietBeschikbaarError
+from mocks.data import Population, Record, ZoekenNietBeschikbaarError
 from mocks.registry import MockRegistry, headers_of
+from mocks.vocabulary import SIGNAAL_SOORTEN
 
 MAX_VNUMMERS: Final = 100
 MAX_ZOEKRESULTATEN: Final = 100

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from mocks.data import DEFAULT_SEED, DEFAULT_SIZE, SIGNAAL_SOORTEN, Population, actief_in_opvang
+from mocks.data import DEFAULT_SEED, DEFAULT_SIZE, Population, actief_in_opvang
+from mocks.vocabulary import SIGNAAL_SOORTEN
 
 app = typer.Typer(help="Mock chain registries (BVV, COA, IND) with synthetic data.")
 

@@ -23,9 +23,42 @@ from __future__ import annotations
 import datetime
 import math
 import random
-import unicodedata
 from collections.abc import Iterator
 from typing import Any, Final
+
+from mocks.vocabulary import (
+    ACHTERNAAM_LETTERGREPEN,
+    AFDOENINGEN,
+    BESLISSINGEN,
+    DAG0,
+    ETNICITEITEN,
+    FASEN,
+    FEITEN,
+    GERICHTHEDEN,
+    LOCATIES,
+    MELDFREQUENTIES,
+    MODALITEITEN,
+    NAT_GEWICHT,
+    NATIONALITEITEN,
+    OVERLASTSOORTEN,
+    OVERLASTTEKST,
+    PLAATS_LETTERGREPEN,
+    PLAATS_UITGANG,
+    PROCEDURESOORTEN,
+    RELIGIES,
+    SIGNAAL_BRON,
+    SIGNAAL_KANS,
+    SIGNAAL_SOORTEN,
+    VERBLIJFSSOORTEN,
+    VOORNAAM_LETTERGREPEN,
+    VOORVOEGSELS,
+    ZORGBEHOEFTEN,
+    ZORGTOELICHTING,
+    als_datum,
+    dag_tussen,
+    normaliseer,
+    verzonnen_naam,
+)
 
 Record = dict[str, Any]
 
@@ -34,138 +67,6 @@ DEFAULT_SIZE: Final = 10_000
 MODULUS: Final = 10**10
 ZOEKINDEX_MAX: Final = 100_000
 REFERENTIEDATUM: Final = datetime.date(2024, 6, 1)
-
-SIGNAAL_SOORTEN: Final = ("OVERLAST", "TOP_X", "NATIONALE_VEILIGHEID", "MENSENHANDEL")
-# Independent probability of each signal kind (DESIGN: "a few percent each").
-_SIGNAAL_KANS: Final = {
-    "OVERLAST": 0.04,
-    "TOP_X": 0.01,
-    "NATIONALE_VEILIGHEID": 0.01,
-    "MENSENHANDEL": 0.02,
-}
-_SIGNAAL_BRON: Final = {
-    "OVERLAST": ("COA", "AVIM"),
-    "TOP_X": ("AVIM", "Politie"),
-    "NATIONALE_VEILIGHEID": ("AIVD", "NCTV"),
-    "MENSENHANDEL": ("EMM", "KMar", "AVIM"),
-}
-
-# (code, nationality description, country name) — countries, not personal data.
-NATIONALITEITEN: Final = (
-    ("SYR", "Syrische", "Syrië"),
-    ("ERI", "Eritrese", "Eritrea"),
-    ("AFG", "Afghaanse", "Afghanistan"),
-    ("TUR", "Turkse", "Turkije"),
-    ("IRQ", "Iraakse", "Irak"),
-    ("IRN", "Iraanse", "Iran"),
-    ("YEM", "Jemenitische", "Jemen"),
-    ("SOM", "Somalische", "Somalië"),
-    ("MAR", "Marokkaanse", "Marokko"),
-    ("DZA", "Algerijnse", "Algerije"),
-    ("NGA", "Nigeriaanse", "Nigeria"),
-    ("GEO", "Georgische", "Georgië"),
-    ("UKR", "Oekraïense", "Oekraïne"),
-    ("SDN", "Soedanese", "Soedan"),
-    ("ETH", "Ethiopische", "Ethiopië"),
-    ("COL", "Colombiaanse", "Colombia"),
-    ("VEN", "Venezolaanse", "Venezuela"),
-    ("PAK", "Pakistaanse", "Pakistan"),
-    ("LBY", "Libische", "Libië"),
-    ("TUN", "Tunesische", "Tunesië"),
-    ("GIN", "Guineese", "Guinee"),
-    ("COD", "Congolese", "Congo (DRC)"),
-    ("MDA", "Moldavische", "Moldavië"),
-    ("ALB", "Albanese", "Albanië"),
-    ("XXA", "Staatloos", "Onbekend"),
-)
-# Skewed weights: a few nationalities dominate, as in real reception populations.
-_NAT_GEWICHT: Final = tuple(max(1, 40 - 3 * k) for k in range(len(NATIONALITEITEN)))
-
-# Invented municipality names (syllable compounds); ~20 of them.
-GEMEENTEN: Final = (
-    "Noordveld", "Heidebroek", "Lindewaard", "Oosterveen", "Zandhoven", "Brakelmeer",
-    "Wilgendam", "Eikenrode", "Veldhoorn", "Marswijk", "Grevenbroek", "Kempendaal",
-    "Sluisveen", "Rietmond", "Dijkerhout", "Hogeloo", "Beekzande", "Vossenkamp",
-    "Lindholt", "Westerlaar",
-)  # fmt: skip
-_LOCATIE_SUFFIX: Final = ("", "-Oost", "-West", "-Zuid", "-Noord")
-
-
-def _maak_locaties() -> tuple[tuple[str, str, str], ...]:
-    """Return 30 reception locations as (code, naam, gemeente): one per municipality, ten extra."""
-    locaties: list[tuple[str, str, str]] = []
-    for n in range(30):
-        gemeente = GEMEENTEN[n % len(GEMEENTEN)]
-        suffix = _LOCATIE_SUFFIX[n // len(GEMEENTEN)]
-        locaties.append((f"L{n + 1:03d}", f"Azc {gemeente}{suffix}", gemeente))
-    return tuple(locaties)
-
-
-LOCATIES: Final = _maak_locaties()
-MODALITEITEN: Final = ("AZC", "POL", "GEZINSLOCATIE", "VBL", "NOODOPVANG")
-VERBLIJFSSOORTEN: Final = (
-    ("ASIEL_BEPAALDE_TIJD", "Vw 2000 art. 29 lid 1"),
-    ("ASIEL_ONBEPAALDE_TIJD", "Vw 2000 art. 33"),
-    ("REGULIER_BEPAALDE_TIJD", "Vw 2000 art. 14"),
-    ("IN_PROCEDURE", "Vw 2000 art. 8 sub f"),
-    ("GEEN_RECHTMATIG_VERBLIJF", "Vw 2000 art. 61"),
-)
-_MELDFREQUENTIES: Final = ("DAGELIJKS", "WEKELIJKS", "TWEEWEKELIJKS")
-_RELIGIES: Final = ("Islam", "Christendom", "Jodendom", "Hindoeïsme", "Boeddhisme", "Geen")
-_ETNICITEITEN: Final = ("Groep A", "Groep B", "Groep C", "Groep D", "Groep E")
-_GERICHTHEDEN: Final = ("Homoseksueel", "Biseksueel", "Overig")
-_ZORGBEHOEFTEN: Final = ("LAAG", "MIDDEN", "HOOG")
-_ZORGTOELICHTING: Final = (
-    "Periodieke controle nodig", "Medicatie volgens voorschrift", "Verwezen naar huisarts",
-    "Psychosociale begeleiding", "Geen bijzonderheden",
-)  # fmt: skip
-_FEITEN: Final = ("Winkeldiefstal", "Mishandeling", "Vernieling", "Bedreiging", "Inbraak")
-_AFDOENINGEN: Final = ("Strafbeschikking", "Taakstraf", "Geseponeerd", "Voorwaardelijk")
-_OVERLASTSOORTEN: Final = (
-    "VERBAAL_GEWELD", "VERNIELING", "DIEFSTAL", "BEDREIGING", "GELUIDSOVERLAST",
-)  # fmt: skip
-_OVERLASTTEKST: Final = (
-    "Incident in gemeenschappelijke ruimte", "Melding door medebewoner",
-    "Conflict met beveiliging", "Schade aan inventaris", "Herhaald na waarschuwing",
-)  # fmt: skip
-_PROCEDURESOORTEN: Final = ("ASIEL", "REGULIER", "VERLENGING", "HERHAALDE_AANVRAAG")
-_FASEN: Final = ("AANVRAAG", "BEHANDELING", "BESLUIT", "BEZWAAR", "BEROEP")
-_BESLISSINGEN: Final = ("INGEWILLIGD", "AFGEWEZEN", "BUITEN_BEHANDELING")
-
-# Syllables for invented names; a few carry diacritics so searches must fold them.
-_VOORNAAM_LETTERGREPEN: Final = (
-    "a", "ba", "da", "el", "fa", "ha", "ka", "la", "ma", "na", "ra", "sa", "ta", "ya",
-    "mi", "ri", "lo", "nu", "se", "zo", "ké", "lé",
-)  # fmt: skip
-_ACHTERNAAM_LETTERGREPEN: Final = (
-    "bar", "dor", "fen", "gal", "har", "kel", "lun", "mar", "nor", "pel", "quin", "ros",
-    "sal", "tam", "vel", "wen", "zar", "oz", "ül", "ça", "ben", "dal", "ker", "mos",
-)  # fmt: skip
-_VOORVOEGSELS: Final = ("van", "de", "van der", "el", "al")
-_PLAATS_LETTERGREPEN: Final = ("Ab", "Bel", "Dar", "Es", "Kar", "Mes", "Ral", "Tor", "Zan")
-_PLAATS_UITGANG: Final = ("abad", "ara", "esh", "ol", "oum", "ville")
-
-_DAG0: Final = datetime.date(1950, 1, 1).toordinal()
-
-
-def _datum(ordinaal: int) -> str:
-    """Return the ISO date string of a proleptic Gregorian ordinal."""
-    return datetime.date.fromordinal(ordinaal).isoformat()
-
-
-def _tussen(rng: random.Random, begin: datetime.date, eind: datetime.date) -> int:
-    """Draw an ordinal uniformly in [begin, eind]."""
-    return rng.randint(begin.toordinal(), eind.toordinal())
-
-
-def normaliseer(tekst: str) -> str:
-    """Fold case and strip diacritics, for exact (not fuzzy) name comparison."""
-    ontleed = unicodedata.normalize("NFKD", tekst)
-    return "".join(c for c in ontleed if not unicodedata.combining(c)).casefold().strip()
-
-
-def _naam(rng: random.Random, lettergrepen: tuple[str, ...], lo: int, hi: int) -> str:
-    return "".join(rng.choice(lettergrepen) for _ in range(rng.randint(lo, hi))).capitalize()
 
 
 class ZoekenNietBeschikbaarError(RuntimeError):
@@ -240,26 +141,26 @@ class Population:
         # The draw order below is part of the determinism contract: append, never reorder.
         geslacht = rng.choices(("M", "V", "X"), weights=(60, 38, 2))[0]
         voornamen = " ".join(
-            _naam(rng, _VOORNAAM_LETTERGREPEN, 2, 3) for _ in range(rng.randint(1, 2))
+            verzonnen_naam(rng, VOORNAAM_LETTERGREPEN, 2, 3) for _ in range(rng.randint(1, 2))
         )
-        voorvoegsel = rng.choice(_VOORVOEGSELS) if rng.random() < 0.12 else None
-        geslachtsnaam = _naam(rng, _ACHTERNAAM_LETTERGREPEN, 2, 3)
-        geboortedatum = rng.randint(_DAG0, datetime.date(2010, 12, 31).toordinal())
-        nat = rng.choices(range(len(NATIONALITEITEN)), weights=_NAT_GEWICHT)[0]
+        voorvoegsel = rng.choice(VOORVOEGSELS) if rng.random() < 0.12 else None
+        geslachtsnaam = verzonnen_naam(rng, ACHTERNAAM_LETTERGREPEN, 2, 3)
+        geboortedatum = rng.randint(DAG0, datetime.date(2010, 12, 31).toordinal())
+        nat = rng.choices(range(len(NATIONALITEITEN)), weights=NAT_GEWICHT)[0]
         nationaliteiten = [NATIONALITEITEN[nat]]
         if rng.random() < 0.05:
             nationaliteiten.append(NATIONALITEITEN[rng.randrange(len(NATIONALITEITEN))])
-        geboorteplaats = rng.choice(_PLAATS_LETTERGREPEN) + rng.choice(_PLAATS_UITGANG)
+        geboorteplaats = rng.choice(PLAATS_LETTERGREPEN) + rng.choice(PLAATS_UITGANG)
 
         verblijfsstatus: Record | None = None
         if rng.random() < 0.9:
             soort, grondslag = rng.choice(VERBLIJFSSOORTEN)
-            ingang = _tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)
+            ingang = dag_tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)
             bepaald = soort.endswith("BEPAALDE_TIJD") and not soort.endswith("ONBEPAALDE_TIJD")
             verblijfsstatus = {
                 "soort": soort,
-                "ingangsdatum": _datum(ingang),
-                "einddatum": _datum(ingang + 5 * 365) if bepaald else None,
+                "ingangsdatum": als_datum(ingang),
+                "einddatum": als_datum(ingang + 5 * 365) if bepaald else None,
                 "grondslag": grondslag,
             }
 
@@ -272,21 +173,25 @@ class Population:
             actief = kans < 0.15
             meldplicht = {
                 "actief": actief,
-                "frequentie": rng.choice(_MELDFREQUENTIES),
+                "frequentie": rng.choice(MELDFREQUENTIES),
                 "meldlocatie": f"AVIM {locatie[2]}",
-                "laatsteMelding": _datum(_tussen(rng, datetime.date(2023, 1, 1), REFERENTIEDATUM))
+                "laatsteMelding": als_datum(
+                    dag_tussen(rng, datetime.date(2023, 1, 1), REFERENTIEDATUM)
+                )
                 if rng.random() < 0.9
                 else None,
             }
 
         signaleringen: list[Record] = []
         for soort in SIGNAAL_SOORTEN:
-            if rng.random() < _SIGNAAL_KANS[soort]:
+            if rng.random() < SIGNAAL_KANS[soort]:
                 signaleringen.append(
                     {
                         "soort": soort,
-                        "datum": _datum(_tussen(rng, datetime.date(2019, 1, 1), REFERENTIEDATUM)),
-                        "bron": rng.choice(_SIGNAAL_BRON[soort]),
+                        "datum": als_datum(
+                            dag_tussen(rng, datetime.date(2019, 1, 1), REFERENTIEDATUM)
+                        ),
+                        "bron": rng.choice(SIGNAAL_BRON[soort]),
                     }
                 )
 
@@ -295,40 +200,42 @@ class Population:
             biometrie = {
                 "vingerafdrukkenOpgenomen": rng.random() < 0.97,
                 "gezichtsopnameOpgenomen": rng.random() < 0.95,
-                "opnamedatum": _datum(_tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)),
+                "opnamedatum": als_datum(
+                    dag_tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)
+                ),
             }
         gezondheid: Record | None = None
         if rng.random() < 0.20:
             gezondheid = {
-                "zorgbehoefte": rng.choice(_ZORGBEHOEFTEN),
-                "toelichting": rng.choice(_ZORGTOELICHTING),
+                "zorgbehoefte": rng.choice(ZORGBEHOEFTEN),
+                "toelichting": rng.choice(ZORGTOELICHTING),
             }
-        religie = rng.choice(_RELIGIES) if rng.random() < 0.30 else None
-        etniciteit = rng.choice(_ETNICITEITEN) if rng.random() < 0.30 else None
-        gerichtheid = rng.choice(_GERICHTHEDEN) if rng.random() < 0.02 else None
+        religie = rng.choice(RELIGIES) if rng.random() < 0.30 else None
+        etniciteit = rng.choice(ETNICITEITEN) if rng.random() < 0.30 else None
+        gerichtheid = rng.choice(GERICHTHEDEN) if rng.random() < 0.02 else None
         strafrechtelijk: list[Record] = []
         if rng.random() < 0.05:
             for _ in range(rng.randint(1, 2)):
-                d = _tussen(rng, datetime.date(2016, 1, 1), REFERENTIEDATUM)
+                d = dag_tussen(rng, datetime.date(2016, 1, 1), REFERENTIEDATUM)
                 strafrechtelijk.append(
                     {
                         "parketnummer": f"{rng.randint(1, 99):02d}-{rng.randint(0, 999_999):06d}"
                         f"-{datetime.date.fromordinal(d).year % 100:02d}",
-                        "feit": rng.choice(_FEITEN),
-                        "datum": _datum(d),
-                        "afdoening": rng.choice(_AFDOENINGEN),
+                        "feit": rng.choice(FEITEN),
+                        "datum": als_datum(d),
+                        "afdoening": rng.choice(AFDOENINGEN),
                     }
                 )
 
         opvang: Record | None = None
         if in_opvang:
-            instroom = _tussen(rng, datetime.date(2019, 1, 1), REFERENTIEDATUM)
+            instroom = dag_tussen(rng, datetime.date(2019, 1, 1), REFERENTIEDATUM)
             uitstroom: str | None = None
             if rng.random() < 0.15 and instroom < REFERENTIEDATUM.toordinal():
-                uitstroom = _datum(rng.randint(instroom + 1, REFERENTIEDATUM.toordinal()))
+                uitstroom = als_datum(rng.randint(instroom + 1, REFERENTIEDATUM.toordinal()))
             opvang = {
                 "locatie": {"code": locatie[0], "naam": locatie[1], "gemeente": locatie[2]},
-                "instroomdatum": _datum(instroom),
+                "instroomdatum": als_datum(instroom),
                 "uitstroomdatum": uitstroom,
                 "modaliteit": rng.choice(MODALITEITEN),
             }
@@ -339,25 +246,25 @@ class Population:
         for _ in range(aantal):
             overlastmeldingen.append(
                 {
-                    "datum": _datum(_tussen(rng, datetime.date(2020, 1, 1), REFERENTIEDATUM)),
-                    "soort": rng.choice(_OVERLASTSOORTEN),
-                    "omschrijving": rng.choice(_OVERLASTTEKST),
+                    "datum": als_datum(dag_tussen(rng, datetime.date(2020, 1, 1), REFERENTIEDATUM)),
+                    "soort": rng.choice(OVERLASTSOORTEN),
+                    "omschrijving": rng.choice(OVERLASTTEKST),
                 }
             )
 
         procedures: list[Record] = []
         for n in range(rng.randint(1, 2)):
-            start = _tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)
-            fase = rng.choice(_FASEN)
+            start = dag_tussen(rng, datetime.date(2015, 1, 1), REFERENTIEDATUM)
+            fase = rng.choice(FASEN)
             besloten = fase in ("BESLUIT", "BEZWAAR", "BEROEP")
             procedures.append(
                 {
                     "zaaknummer": f"{datetime.date.fromordinal(start).year}-"
                     f"{rng.randint(0, 9_999_999):07d}-{n + 1}",
-                    "soort": rng.choice(_PROCEDURESOORTEN),
+                    "soort": rng.choice(PROCEDURESOORTEN),
                     "fase": fase,
-                    "beslissing": rng.choice(_BESLISSINGEN) if besloten else None,
-                    "beslisdatum": _datum(
+                    "beslissing": rng.choice(BESLISSINGEN) if besloten else None,
+                    "beslisdatum": als_datum(
                         rng.randint(start, min(start + 400, REFERENTIEDATUM.toordinal()))
                     )
                     if besloten
@@ -373,7 +280,7 @@ class Population:
                 "geslachtsnaam": geslachtsnaam,
             },
             "geboorte": {
-                "datum": _datum(geboortedatum),
+                "datum": als_datum(geboortedatum),
                 "plaats": geboorteplaats,
                 "land": NATIONALITEITEN[nat][2],
             },

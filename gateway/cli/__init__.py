@@ -1,1 +1,1 @@
-"""cli."""
+"""The ``ketenpoort`` command line: serve, token, schema, documents, policy, audit, mocks."""

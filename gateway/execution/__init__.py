@@ -1,1 +1,1 @@
-"""execution."""
+"""Execution: the GraphQL schema, the root fields, fetching through the cache, introspection."""

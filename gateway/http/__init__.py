@@ -1,1 +1,1 @@
-"""http."""
+"""The HTTP surface: the ASGI app behind ``POST /graphql``, ``/healthz`` and ``/readyz``."""

@@ -1,1 +1,1 @@
-"""planning."""
+"""Planning: parsed, validated documents and the per-grant plan (asked, allowed, fetched)."""

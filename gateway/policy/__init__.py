@@ -1,1 +1,1 @@
-"""policy."""
+"""The approved data set: the policy model, strict parsing, decisions, the register."""

@@ -1,5 +1,8 @@
 """Statistical disclosure control for ``opvangstatistiek`` (aggregates for the ANALYSE purpose).
 
+One algorithm read top to bottom (flat tables, then two-level tables sharing the same rule),
+with the model of what a reader knows stated first: kept as one module on purpose.
+
 The analysis purpose gets counts, never persons; a count of a handful of people at one reception
 location can identify them, so cells under the threshold (policy: 10) are suppressed. Suppressing
 the small cells alone is not enough: with the table's totals known, a lone suppressed cell is
