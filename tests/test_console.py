@@ -9,10 +9,13 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
@@ -37,6 +40,7 @@ from gateway.console.web import Console
 from mocks import Registries
 from tests.conftest import StartGateway
 from tests.support import caller, settings_for
+from tests.test_authentication import rsa_key, write_jwks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -288,3 +292,92 @@ def test_charts_scale_bars_to_a_round_maximum() -> None:
     assert [name for name, _ in chart.legend] == ["A", "B"]
     assert safe_cell("@SUM(A1)") == "'@SUM(A1)" and safe_cell("analist-17") == "analist-17"
     assert json.dumps(chart.ticks[-1].label) == '"5"'
+
+
+async def test_production_signs_in_with_the_jwks_and_sets_a_secure_cookie(
+    tmp_path: Path,
+) -> None:
+    key = rsa_key()
+    jwks = tmp_path / "jwks.json"
+    write_jwks(jwks, key, "sleutel-1")
+    settings = settings_for(tmp_path / "state", mode="production", jwks=str(jwks))
+    console = await open_console(settings, ConsoleSettings())
+    now = int(time.time())
+    claims = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": "fg-prod",
+        "oin": console.policy.organisations["NVIK"].oin,
+        "org": "NVIK",
+        "roles": ["fg"],
+        "doelbindingen": ["VERANTWOORDING"],
+        "iat": now,
+        "exp": now + 600,
+    }
+    good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "sleutel-1"})
+    dev = mint_dev_token(
+        load_or_create_dev_key(settings.state_dir),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        subject="fg-dev",
+        oin=claims["oin"],
+        organisation="NVIK",
+        roles=["fg"],
+        purposes=["VERANTWOORDING"],
+    )
+    transport = httpx.ASGITransport(app=create_console_app(console))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as http:
+            form = await http.get("/")
+            csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+            refused = await http.post("/login", data={"csrf": csrf, "token": dev})
+            assert refused.status_code == 401, "no development tokens in production"
+            signed = await http.post("/login", data={"csrf": csrf, "token": good})
+            assert signed.status_code == 303
+            cookie = signed.headers["set-cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie
+            assert "Max-Age=600" in cookie or "Max-Age=599" in cookie, "ends with the token"
+    finally:
+        await console.store.close()
+
+
+async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
+    def context(officer: str) -> AccessContext:
+        return AccessContext(
+            trace_id=secrets.token_hex(16),
+            span_id=secrets.token_hex(8),
+            parent_span_id=None,
+            start_time=dt.datetime.now(dt.UTC),
+            organisation_oin="0" * 20,
+            organisation="NVIK",
+            officer=officer,
+            authenticated_as=officer,
+            roles=("analist",),
+            purpose="TOEZICHT_VW",
+            legal_basis=None,
+            processing_activity=None,
+            policy_version="p",
+        )
+
+    given = (FieldDecision("Vreemdeling.naam", "v.naam", Decision.GIVEN, "R", "BVV"),)
+    sweep = AuditBatch(context=context("sweeper"), end_time=dt.datetime.now(dt.UTC))
+    sweep.subjects += [SubjectAccess(secrets.token_hex(32), given) for _ in range(61)]
+    await setup.console.store.commit(sweep)
+    for _ in range(3):
+        probe = AuditBatch(context=context("prober"), end_time=dt.datetime.now(dt.UTC))
+        probe.request_decisions.append(
+            FieldDecision("Query", "", Decision.REFUSED, "TOO_MANY_SUBJECTS", None)
+        )
+        await setup.console.store.commit(probe)
+
+    page = await setup.http.get("/afwijkingen", headers=setup.bearer())
+    assert page.status_code == 200
+    links = [
+        part.split('"')[0].replace("&amp;", "&") for part in page.text.split('href="/zoeken?')[1:]
+    ]
+    assert len(links) == 2 and "breedte" in page.text and "limieten" in page.text
+    assert await setup.views("Console.afwijkingen")
+    for link, officer in zip(sorted(links), ("prober", "sweeper"), strict=True):
+        found = await setup.http.get(f"/zoeken?{link}&formaat=json", headers=setup.bearer())
+        rows = found.json()["rijen"]
+        assert rows and {r["medewerker"] for r in rows} == {officer}, link

@@ -34,7 +34,9 @@ MAX_WINDOW_DAYS = 93
 
 
 def _window_params(request: Request, default_days: int) -> tuple[dt.datetime, dt.datetime]:
-    now = dt.datetime.now(dt.UTC)
+    # The default end is the next whole minute: the form shows minutes, and a window sent back
+    # from it must still hold the records of this minute.
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     try:
         since_text = request.query_params.get("since", "").strip()
         until_text = request.query_params.get("until", "").strip()
@@ -206,7 +208,8 @@ async def afwijkingen(request: Request) -> Response:
             query |= {
                 "besluit": "geweigerd",
                 "since": since.isoformat(timespec="minutes"),
-                "until": until.isoformat(timespec="minutes"),
+                # Rounded up: the link must cover the window's last minute too.
+                "until": (until + dt.timedelta(minutes=1)).isoformat(timespec="minutes"),
             }
         items.append({"anomaly": a, "link": "/zoeken?" + urlencode(query)})
     return console.render(
