@@ -184,7 +184,11 @@ async def betrokkene(request: Request) -> Response:
         raise Denied(400, str(exc)) from None
     rows, next_after = await _subject_page(console, pseudonym, after, PAGE_ROWS)
     await record_view(
-        console, viewer, "Console.betrokkene", path=f"na={after}" if after else "", subjects=[pseudonym]
+        console,
+        viewer,
+        "Console.betrokkene",
+        path=f"na={after}" if after else "",
+        subjects=[pseudonym],
     )
     return console.render(
         request,
@@ -216,7 +220,11 @@ async def verslag(request: Request) -> Response:
         raise Denied(400, "Dit V-nummer hoort niet bij deze betrokkene.")
     rows, next_after = await _subject_page(console, pseudonym, after, REPORT_ROWS)
     await record_view(
-        console, viewer, "Console.verslag", path=f"na={after}" if after else "", subjects=[pseudonym]
+        console,
+        viewer,
+        "Console.verslag",
+        path=f"na={after}" if after else "",
+        subjects=[pseudonym],
     )
     extra = f"&vnummer={vnummer}" if vnummer else ""
     return console.render(
