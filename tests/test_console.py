@@ -33,6 +33,7 @@ from gateway.config import Settings
 from gateway.console.app import create_console_app, open_console
 from gateway.console.charts import bar_chart, nice_max
 from gateway.console.export import safe_cell
+from gateway.console.reports import register_html
 from gateway.console.sessions import Sessions
 from gateway.console.settings import ConsoleSettings
 from gateway.console.trail import Filters, search_page
@@ -381,3 +382,10 @@ async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
         found = await setup.http.get(f"/zoeken?{link}&formaat=json", headers=setup.bearer())
         rows = found.json()["rijen"]
         assert rows and {r["medewerker"] for r in rows} == {officer}, link
+
+
+def test_the_register_is_rendered_without_passing_raw_html_through() -> None:
+    html = register_html("# Register\n\n<script>alert(1)</script>\n\n| a |\n|---|\n| 1 |\n")
+    assert "<h3>Register</h3>" in html, "under the page's own h1 and h2"
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<table>" in html

@@ -260,6 +260,17 @@ async def integriteit(request: Request) -> Response:
     return console.render(request, "integriteit.html", {"run": run}, viewer=viewer)
 
 
+def register_html(markdown: str) -> str:
+    """The register's Markdown as HTML (raw HTML in it is escaped, not passed through), its
+    headings moved two levels down to sit under the page's own."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(markdown)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + 2)}"
+    return str(md.renderer.render(tokens, md.options, {}))
+
+
 async def beleid(request: Request) -> Response:
     """``GET /beleid``: the processing register (from the policy) and the policy versions the
     requests of a window ran under."""
@@ -286,11 +297,7 @@ async def beleid(request: Request) -> Response:
         )
         v["requests"] = int(v["requests"]) + 1  # type: ignore[call-overload]
         v["last"] = r.start_time
-    register = (
-        MarkdownIt("commonmark", {"html": False})
-        .enable("table")
-        .render(render_markdown(console.policy))
-    )
+    register = register_html(render_markdown(console.policy))
     return console.render(
         request,
         "beleid.html",
