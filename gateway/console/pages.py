@@ -140,6 +140,9 @@ async def zoeken(request: Request) -> Response:
         {
             "params": params,
             "vnummer": vnummer,
+            # As the form's datetime-local fields show them (UTC, minutes).
+            "since_value": filters.since.strftime("%Y-%m-%dT%H:%M") if filters.since else "",
+            "until_value": filters.until.strftime("%Y-%m-%dT%H:%M") if filters.until else "",
             "page": page,
             "shown": shown,
             "next_url": next_url,

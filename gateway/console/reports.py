@@ -186,6 +186,11 @@ async def overzicht(request: Request) -> Response:
     )
 
 
+def _minute(moment: dt.datetime) -> str:
+    """A UTC moment as the search form's fields show it (``2026-11-30T14:05``)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+
+
 async def afwijkingen(request: Request) -> Response:
     """``GET /afwijkingen?since=&until=``: breadth and caps anomalies, linked to the requests."""
     console = console_of(request)
@@ -201,15 +206,15 @@ async def afwijkingen(request: Request) -> Response:
             start = dt.datetime.combine(a.day, dt.time(), dt.UTC)
             query |= {
                 "doelbinding": a.purpose,
-                "since": start.isoformat(timespec="minutes"),
-                "until": (start + dt.timedelta(days=1)).isoformat(timespec="minutes"),
+                "since": _minute(start),
+                "until": _minute(start + dt.timedelta(days=1)),
             }
         else:
             query |= {
                 "besluit": "geweigerd",
-                "since": since.isoformat(timespec="minutes"),
+                "since": _minute(since),
                 # Rounded up: the link must cover the window's last minute too.
-                "until": (until + dt.timedelta(minutes=1)).isoformat(timespec="minutes"),
+                "until": _minute(until + dt.timedelta(minutes=1)),
             }
         items.append({"anomaly": a, "link": "/zoeken?" + urlencode(query)})
     return console.render(
