@@ -188,6 +188,7 @@ def searches(generator: Generator, middle: int) -> dict[str, tuple[Filters, int 
         "organisatie": (Filters(organisation="KMAR"), None),
         "doelbinding": (Filters(purpose="MELDPLICHT"), None),
         "tijdvenster (1 dag, midden)": (Filters(since=day, until=day + dt.timedelta(days=1)), None),
+        "vanaf (midden, geen eind)": (Filters(since=day), None),
         "organisatie + doelbinding + 1 dag": (
             Filters(
                 organisation="NVIK", purpose="OVERLAST", since=day, until=day + dt.timedelta(days=1)

@@ -105,7 +105,6 @@ CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq
 CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
 CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
 CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
-CREATE INDEX IF NOT EXISTS audit_entry_start_seq ON audit_entry (start_time, seq);
 CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
 CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
 """
