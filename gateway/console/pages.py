@@ -276,7 +276,7 @@ async def verzoek(request: Request) -> Response:
     if not TRACE_ID.fullmatch(trace_id):
         raise Denied(404, "Onbekend verzoek: een trace-id bestaat uit 32 hexadecimale tekens.")
     try:
-        entries, _ = await read_entries(
+        entries, complete = await read_entries(
             console.store, Filters(trace_id=trace_id).query(), after=None
         )
     except AuditUnavailable:
@@ -299,7 +299,12 @@ async def verzoek(request: Request) -> Response:
     return console.render(
         request,
         "verzoek.html",
-        {"trace_id": trace_id, "entries": shown, "trace_link": trace_link},
+        {
+            "trace_id": trace_id,
+            "entries": shown,
+            "trace_link": trace_link,
+            "complete": complete,
+        },
         status=200 if shown else 404,
         viewer=viewer,
     )
