@@ -21,7 +21,7 @@ from playwright.async_api import Page
 
 from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running
-from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.model import AuditQuery, AuditRecord, Decision
 from gateway.config import Settings
 from gateway.console.app import create_console_app, open_console
 from gateway.console.settings import ConsoleSettings
@@ -285,9 +285,14 @@ async def test_without_the_grant_every_page_is_403(trail: Trail) -> None:
                 assert (await http.get(path)).status_code == 401, path
             posted = await http.post("/integriteit", headers=bearer, data={"csrf": "x"})
             assert posted.status_code == 403
-        assert not await console.store.search(
+        # Each refused attempt is itself in the trail, like the gateway's refusals.
+        attempts = await console.store.search(
             AuditQuery(officer="analist-17", purpose="VERANTWOORDING")
         )
+        assert {r.decision for r in attempts} == {Decision.REFUSED}
+        assert {r.reason for r in attempts} == {"PURPOSE_NOT_GRANTED"}
+        assert {r.path for r in attempts} == {"/login"} | {p.split("?")[0] for p in pages}
+        assert all(r.data_subject_id is None and trail.v not in r.path for r in attempts)
 
 
 async def test_session_ends_after_its_lifetime_and_posts_need_csrf(trail: Trail) -> None:

@@ -37,9 +37,14 @@ def reading_batch(
     reason: str,
     path: str = "",
     subjects: Iterable[str] = (),
+    decision: Decision = Decision.GIVEN,
 ) -> AuditBatch:
-    """The batch recording one use of the trail (subjects deduplicated, first-seen order)."""
-    decisions = (FieldDecision(coordinate, path, Decision.GIVEN, reason, None),)
+    """The batch recording one use of the trail (subjects deduplicated, first-seen order).
+
+    ``decision`` is ``REFUSED`` for an attempt the policy turned away (``reason`` then is the
+    refusal code), so attempts to read the trail are accounted like the gateway's refusals.
+    """
+    decisions = (FieldDecision(coordinate, path, decision, reason, None),)
     batch = AuditBatch(context=context, end_time=dt.datetime.now(dt.UTC))
     seen: dict[str, None] = dict.fromkeys(subjects)
     batch.subjects.extend(SubjectAccess(subject, decisions) for subject in seen)
@@ -56,8 +61,16 @@ async def record_reading(
     reason: str,
     path: str = "",
     subjects: Iterable[str] = (),
+    decision: Decision = Decision.GIVEN,
 ) -> None:
     """Commit the record of one use of the trail; raises ``AuditUnavailable`` when it cannot."""
     await store.commit(
-        reading_batch(context, coordinate=coordinate, reason=reason, path=path, subjects=subjects)
+        reading_batch(
+            context,
+            coordinate=coordinate,
+            reason=reason,
+            path=path,
+            subjects=subjects,
+            decision=decision,
+        )
     )

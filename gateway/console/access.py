@@ -57,6 +57,25 @@ class Viewer:
         )
 
 
+def refused_context(policy: Policy, principal: Principal) -> AccessContext:
+    """The request context recording an attempt the policy turned away."""
+    return AccessContext(
+        trace_id=secrets.token_hex(16),
+        span_id=secrets.token_hex(8),
+        parent_span_id=None,
+        start_time=dt.datetime.now(dt.UTC),
+        organisation_oin=principal.oin,
+        organisation=principal.organisation,
+        officer=principal.subject,
+        authenticated_as=principal.subject,
+        roles=principal.roles,
+        purpose=READING_PURPOSE,
+        legal_basis=None,
+        processing_activity=None,
+        policy_version=policy.version,
+    )
+
+
 def admit(policy: Policy, principal: Principal) -> Viewer | None:
     """The viewer, when the policy grants this principal VERANTWOORDING now; else ``None``."""
     organisation = policy.organisation_by_oin(principal.oin)

@@ -92,7 +92,7 @@ async def zoeken(request: Request) -> Response:
     """``GET /zoeken?vnummer=&officer=&org=&doelbinding=&verwerking=&besluit=&since=&until=
     &na=&formaat=csv|json``: a page of the trail (or its export), recorded before it is shown."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     params = request.query_params
     fmt = params.get("formaat") or "html"
     if fmt not in ("html", "csv", "json"):
@@ -179,7 +179,7 @@ async def _subject_page(
 async def betrokkene(request: Request) -> Response:
     """``GET /betrokkene/<pseudonym>``: who saw what of this person, when and why (paged)."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     pseudonym = request.path_params["pseudonym"]
     try:
         after = parse_after(request.query_params.get("na"))
@@ -210,7 +210,7 @@ async def verslag(request: Request) -> Response:
     """``GET /betrokkene/<pseudonym>/verslag[?vnummer=]``: the printable access report (AVG art.
     15 / Wpg); the V-nummer appears on it only when the viewer types it (and it must match)."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     pseudonym = request.path_params["pseudonym"]
     vnummer = request.query_params.get("vnummer", "").strip() or None
     try:
@@ -271,7 +271,7 @@ def _registries(records: list[AuditRecord]) -> list[dict[str, Any]]:
 async def verzoek(request: Request) -> Response:
     """``GET /verzoek/<trace id>``: one request in full (every entry with this trace id)."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     trace_id = request.path_params["trace_id"]
     if not TRACE_ID.fullmatch(trace_id):
         raise Denied(404, "Onbekend verzoek: een trace-id bestaat uit 32 hexadecimale tekens.")

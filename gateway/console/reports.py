@@ -156,7 +156,7 @@ def _days(since: dt.datetime, until: dt.datetime) -> list[str]:
 async def overzicht(request: Request) -> Response:
     """``GET /overzicht?groep=&since=&until=``: per day and organisation/officer/purpose."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     grouping = request.query_params.get("groep") or "organisatie"
     if grouping not in GROUPINGS:
         raise Denied(400, "groep: kies organisatie, medewerker of doelbinding")
@@ -194,7 +194,7 @@ def _minute(moment: dt.datetime) -> str:
 async def afwijkingen(request: Request) -> Response:
     """``GET /afwijkingen?since=&until=``: breadth and caps anomalies, linked to the requests."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     since, until = _window_params(request, 7)
     filters = Filters(since=since, until=until)
     records, truncated = await _read(console, filters)
@@ -246,7 +246,7 @@ async def _verify(console: Console, viewer: Viewer) -> None:
 async def integriteit(request: Request) -> Response:
     """``GET /integriteit``: the last verification; ``POST`` (CSRF) runs one (recorded)."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     run = console.integrity
     if request.method == "POST":
         session = console.session(request)
@@ -280,7 +280,7 @@ async def beleid(request: Request) -> Response:
     """``GET /beleid``: the processing register (from the policy) and the policy versions the
     requests of a window ran under."""
     console = console_of(request)
-    viewer = console.viewer(request)
+    viewer = await console.viewer(request)
     since, until = _window_params(request, 30)
     filters = Filters(since=since, until=until)
     records, truncated = await _read(console, filters)

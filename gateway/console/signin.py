@@ -53,6 +53,7 @@ async def login(request: Request) -> Response:
         raise Denied(401, "Het token is ongeldig of verlopen.") from None
     viewer = admit(console.policy, principal)
     if viewer is None:
+        await console.record_refusal(principal, "/login")
         raise Denied(
             403,
             "Geen toegang: het beleid verleent uw organisatie en rol de doelbinding "
@@ -74,7 +75,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """``POST /afmelden``: end the session (CSRF-checked)."""
     console = console_of(request)
-    console.viewer(request)
+    await console.viewer(request)
     session = console.session(request)
     form = await read_form(request)
     if session is None or not csrf_ok(session, form.get("csrf")):

@@ -9,6 +9,7 @@ VERANTWOORDING *now*; otherwise :class:`Denied` (401 or 403).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,14 +22,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.admission.tokens import Authenticator
+from gateway.admission.tokens import Authenticator, Principal
 from gateway.audit.chain import VerifyResult
+from gateway.audit.model import Decision
 from gateway.audit.reading import record_reading
 from gateway.audit.store import AuditStore, AuditUnavailable
-from gateway.console.access import Viewer, admit
+from gateway.console.access import Viewer, admit, refused_context
 from gateway.console.sessions import SESSION_COOKIE, Session, Sessions
 from gateway.console.settings import ConsoleSettings
-from gateway.errors import GatewayError
+from gateway.errors import Code, GatewayError
 from gateway.observability.pseudonym import Pseudonymizer
 from gateway.policy.model import Policy
 
@@ -120,8 +122,12 @@ class Console:
     #: Background verifications (kept referenced until they finish).
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def viewer(self, request: Request) -> Viewer:
-        """Who is asking, admitted by the policy now; :class:`Denied` otherwise."""
+    async def viewer(self, request: Request) -> Viewer:
+        """Who is asking, admitted by the policy now; :class:`Denied` otherwise.
+
+        An authenticated caller the policy turns away is recorded (decision refused, reason
+        ``PURPOSE_NOT_GRANTED``, the page's path without its query) before the 403.
+        """
         authorization = request.headers.get("authorization")
         if authorization:
             try:
@@ -135,12 +141,26 @@ class Console:
             principal = session.principal
         viewer = admit(self.policy, principal)
         if viewer is None:
+            await self.record_refusal(principal, request.url.path)
             raise Denied(
                 403,
                 "Geen toegang: het beleid verleent uw organisatie en rol de doelbinding "
                 "VERANTWOORDING niet.",
             )
         return viewer
+
+    async def record_refusal(self, principal: Principal, path: str) -> None:
+        """Record an attempt to read the trail that the policy refused (best effort: the
+        caller gets 403 whether or not the trail can take it)."""
+        with contextlib.suppress(AuditUnavailable):
+            await record_reading(
+                self.store,
+                refused_context(self.policy, principal),
+                coordinate="Console.toegang",
+                reason=Code.PURPOSE_NOT_GRANTED.value,
+                path=path,
+                decision=Decision.REFUSED,
+            )
 
     def session(self, request: Request) -> Session | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE))
