@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from typer.testing import CliRunner
 
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running
@@ -29,7 +30,8 @@ from gateway.audit.model import (
     SubjectAccess,
 )
 from gateway.audit.stores import open_store
-from gateway.config import Settings
+from gateway.cli.main import app as cli_app
+from gateway.config import ConfigError, Settings
 from gateway.console.app import create_console_app, open_console
 from gateway.console.charts import bar_chart, nice_max
 from gateway.console.export import safe_cell
@@ -389,3 +391,29 @@ def test_the_register_is_rendered_without_passing_raw_html_through() -> None:
     assert "<h3>Register</h3>" in html, "under the page's own h1 and h2"
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<table>" in html
+
+
+def test_console_settings_and_command_refuse_bad_values(tmp_path: Path) -> None:
+    assert ConsoleSettings.from_env({}).port == 8100
+    env = {
+        "KETENPOORT_CONSOLE_PORT": "9000",
+        "KETENPOORT_TRACE_URL": "https://t.example/{trace_id}",
+    }
+    assert ConsoleSettings.from_env(env).trace_url == "https://t.example/{trace_id}"
+    for bad in (
+        {"KETENPOORT_CONSOLE_SESSION": "0"},
+        {"KETENPOORT_CONSOLE_SESSION": "99999"},
+        {"KETENPOORT_CONSOLE_PORT": "acht"},
+        {"KETENPOORT_TRACE_URL": "https://t.example/"},
+        {"KETENPOORT_TRACE_URL": "javascript:alert(1)//{trace_id}"},
+    ):
+        with pytest.raises(ConfigError):
+            ConsoleSettings.from_env(bad)
+    runner = CliRunner()
+    state = {"KETENPOORT_STATE": str(tmp_path / "state")}
+    result = runner.invoke(cli_app, ["console", "--session", "0"], env=state)
+    assert result.exit_code == 2 and "KETENPOORT_CONSOLE_SESSION" in result.output
+    production = {**state, "KETENPOORT_MODE": "production"}
+    result = runner.invoke(cli_app, ["console"], env=production)
+    assert result.exit_code == 1 and "KETENPOORT_JWKS" in result.output
+    assert "Traceback" not in result.output

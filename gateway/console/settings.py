@@ -3,6 +3,9 @@
 ``KETENPOORT_CONSOLE_HOST`` / ``KETENPOORT_CONSOLE_PORT`` (default 127.0.0.1:8100),
 ``KETENPOORT_CONSOLE_SESSION`` (session lifetime in seconds, default 1800) and
 ``KETENPOORT_TRACE_URL`` (a link template with ``{trace_id}``, e.g. a Jaeger or Tempo URL).
+
+Outside development the session cookie is ``Secure``: the console is then served behind TLS
+(a reverse proxy in front of 127.0.0.1), like the gateway.
 """
 
 from __future__ import annotations
