@@ -1,96 +1,115 @@
-"""Browser tests' support: a real headless Chromium (Debian's ``chromium``) driven by Playwright,
-and ASGI apps served over real HTTP on a loopback port.
+"""A real headless Chromium against a real uvicorn server, for tests of pages the gateway serves.
 
-Playwright is pointed at the system executable (``KETENPOORT_CHROMIUM``, default
-``/usr/bin/chromium``); no browser is ever downloaded. ``.ci/run`` installs the Debian package
-when it is missing. Where the executable is absent the tests fail with a message naming it.
+The browser is the system's Debian ``chromium`` (``/usr/bin/chromium``; ``.ci/run`` installs it
+when missing), driven by Playwright's Python package — Playwright never downloads a browser here.
+
+* :func:`serve` — run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread (lifespan
+  included); yields the base URL and stops the server at exit.
+* the ``browser`` fixture (session) — one Chromium for the run.
+* the ``open_page`` fixture — ``open_page(app)`` serves ``app``, opens a fresh page on it and
+  returns a :class:`BrowserPage` that records every request the page makes and every console
+  error (a blocked CSP shows up there), so a test can assert nothing left the origin.
+
+``tests/conftest.py`` registers both fixtures for every test module.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import uvicorn
-from playwright.async_api import BrowserContext, Request, async_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from starlette.types import ASGIApp
 
-CHROMIUM = os.environ.get("KETENPOORT_CHROMIUM", "/usr/bin/chromium")
-#: Where screenshots go when ``KETENPOORT_SCREENSHOTS`` names a folder (``make screenshots``).
-SCREENSHOTS = os.environ.get("KETENPOORT_SCREENSHOTS")
+CHROMIUM = Path("/usr/bin/chromium")
+START_TIMEOUT = 30.0  # seconds for the app's lifespan (policy, mocks, audit store) to start
+PAGE_TIMEOUT_MS = 10_000
 
 
-@asynccontextmanager
-async def serve_asgi(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in this event loop; yield its URL."""
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yields ``http://127.0.0.1:PORT``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    )
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise AssertionError(f"the app did not start on 127.0.0.1:{port} within the timeout")
+        time.sleep(0.05)
     try:
-        for _ in range(200):  # bounded: 10 s
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
-        if not server.started:
-            raise AssertionError("the test server did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        thread.join(timeout=10)
         sock.close()
 
 
 @dataclass
-class OriginLog:
-    """Every request the browser made, to check that none left the app's origin."""
+class BrowserPage:
+    """A page on a served app, with what it asked for and what went wrong in its console."""
 
-    origin: str
-    urls: list[str] = field(default_factory=list)
-
-    def record(self, request: Request) -> None:
-        self.urls.append(request.url)
-
-    def foreign(self) -> list[str]:
-        return [u for u in self.urls if not (u == self.origin or u.startswith(self.origin + "/"))]
+    page: Page
+    base_url: str
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
 
 
-@asynccontextmanager
-async def chromium(
-    origin: str, *, width: int = 1280, height: int = 800
-) -> AsyncIterator[tuple[BrowserContext, OriginLog]]:
-    """A fresh headless Chromium context (own cookies) and the log of its requests."""
-    if not os.access(CHROMIUM, os.X_OK):
+#: The ``open_page`` fixture's type: serve an app, return a recorded page on it.
+OpenPage = Callable[[ASGIApp], BrowserPage]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """The system Chromium, headless, for one test.
+
+    Not shared across tests: Playwright's sync API keeps an event loop current in this thread
+    while it is open, which the async tests that follow could not run beside.
+    """
+    if not CHROMIUM.exists():
         raise AssertionError(
-            f"Chromium is not installed at {CHROMIUM}: install Debian's chromium package "
-            "(`apt-get install -y chromium`) or set KETENPOORT_CHROMIUM"
+            f"{CHROMIUM} is missing: install the Debian 'chromium' package (.ci/run does)"
         )
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            context = await browser.new_context(
-                viewport={"width": width, "height": height}, accept_downloads=True
-            )
-            context.set_default_timeout(10_000)
-            log = OriginLog(origin)
-            context.on("request", log.record)
-            yield context, log
-            await context.close()
+            yield chromium
         finally:
-            await browser.close()
+            chromium.close()
 
 
-def screenshot_path(name: str, tmp: Path) -> Path:
-    """Where a screenshot named ``name`` goes: the screenshots folder if set, else ``tmp``."""
-    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}.png"
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[OpenPage]:
+    """``open_page(app)``: serve ``app`` and open a recorded page on it (closed at teardown)."""
+    with ExitStack() as stack:
+
+        def open_(app: ASGIApp) -> BrowserPage:
+            base_url = stack.enter_context(serve(app))
+            context = browser.new_context(base_url=base_url)
+            stack.callback(context.close)
+            page = context.new_page()
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            recorded = BrowserPage(page, base_url)
+            page.on("request", lambda request: recorded.requests.append(request.url))
+            page.on("console", lambda message: _console(recorded, message))
+            page.on("pageerror", lambda error: recorded.console_errors.append(str(error)))
+            return recorded
+
+        yield open_
+
+
+def _console(recorded: BrowserPage, message: ConsoleMessage) -> None:
+    if message.type == "error":
+        recorded.console_errors.append(message.text)

@@ -50,15 +50,21 @@ class Chart:
     legend: list[tuple[str, str]] = field(default_factory=list)
 
 
-def nice_max(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10^n at or above ``value`` (at least 1)."""
-    if value <= 1:
+def nice_step(value: float, *, integer: bool = True) -> float:
+    """The smallest 1, 2 or 5 × 10^n at or above ``value`` (at least 1 for counts)."""
+    if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power:
-            return float(step * power)
+    for factor in (1, 2, 5, 10):
+        step = factor * power
+        if step >= value:
+            return float(max(step, 1)) if integer else float(step)
     return float(10 * power)  # pragma: no cover - the loop always returns
+
+
+def nice_max(value: float, *, integer: bool = True) -> float:
+    """The top of a four-tick axis over ``value``: four round steps (whole ones for counts)."""
+    return 4 * nice_step(value / 4, integer=integer)
 
 
 def bar_chart(
@@ -68,13 +74,14 @@ def bar_chart(
     values: Mapping[tuple[str, str], float],
     *,
     unit: str = "",
+    integer: bool = True,
 ) -> Chart:
     """Stacked bars: one bar per day, one segment per series (in ``series`` order)."""
     chart = Chart(title=title)
     colours = {name: PALETTE[min(i, len(PALETTE) - 1)] for i, name in enumerate(series)}
     chart.legend = [(name, colours[name]) for name in series]
     totals = [sum(values.get((day, s), 0.0) for s in series) for day in days]
-    top_value = nice_max(max(totals, default=0.0))
+    top_value = nice_max(max(totals, default=0.0), integer=integer)
     plot_h = chart.bottom - chart.top
     plot_w = chart.right - chart.left
     slot = plot_w / max(len(days), 1)

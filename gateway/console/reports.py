@@ -128,6 +128,7 @@ def overview(
                 for d in days
             },
             unit="%",
+            integer=False,
         ),
     ]
     cells = sorted(set(counts) | set(refusals) | set(quota))
