@@ -234,6 +234,19 @@ def test_overview_anomalies_integrity_and_policy_pages(
     sign_in(page, trail.token())
     page.wait_for_url("**/zoeken")
 
+    # Keyboard and screen readers: the first Tab reaches the skip link, which moves focus to
+    # the content; every form control has a label; one h1 per page.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Naar de inhoud"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "inhoud"
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('main input:not([type=hidden]), main select, "
+        "main textarea')].filter(e => e.labels.length === 0).map(e => e.name)"
+    )
+    assert unlabelled == []
+    assert page.locator("h1").count() == 1
+
     page.get_by_role("link", name="Overzicht").click()
     page.wait_for_url("**/overzicht")
     assert page.locator("figure.chart svg rect").count() >= 2
