@@ -67,19 +67,33 @@ class BvvClient(RegistryClient):
         return BvvAnswer(records, frozenset(out))
 
     async def search(
-        self, surname: str, birth_date: str, fields: Iterable[str], limit: int
-    ) -> list[dict[str, Any]]:
-        """``POST /zoeken``: exact match on surname and birth date, at most ``limit``."""
-        body = {
+        self,
+        surname: str,
+        birth_date: str,
+        fields: Iterable[str],
+        limit: int,
+        scope: dict[str, Any] | None = None,
+    ) -> BvvAnswer:
+        """``POST /zoeken``: exact match on surname and birth date, at most ``limit``, only
+        persons within ``scope`` projected (the others by V-nummer in ``out_of_scope``)."""
+        body: dict[str, Any] = {
             "geslachtsnaam": surname,
             "geboortedatum": birth_date,
             "fields": sorted(fields),
             "max": limit,
         }
+        if scope is not None:
+            body["voorwaarde"] = scope
         answer = await self.post_json("/zoeken", body, subjects=1)
         if not isinstance(answer, dict) or not isinstance(answer.get("personen"), list):
             raise malformed(self.name)
         found = [r for r in answer["personen"] if isinstance(r, dict) and "vnummer" in r]
-        if len(found) != len(answer["personen"]) or len(found) > limit:
+        out = answer.get("buitenVoorwaarde", [])
+        if (
+            len(found) != len(answer["personen"])
+            or not isinstance(out, list)
+            or not all(isinstance(v, str) for v in out)
+            or len(found) + len(out) > limit
+        ):
             raise malformed(self.name)
-        return found
+        return BvvAnswer({str(r["vnummer"]): r for r in found}, frozenset(out))

@@ -436,7 +436,12 @@ def verify(
         if nodes[0].name.value != "__typename" and f"Query.{nodes[0].name.value}" in grant.allowed
     }
     requested = {v for values in permitted.values() for v in values}
-    count = sum(len(values) for values in permitted.values())
+    # Refused roots pass the same cap as allowed ones (they are only not looked up).
+    count = sum(
+        len(subjects(nodes, case.variables))
+        for nodes in roots.values()
+        if nodes[0].name.value != "__typename"
+    )
 
     if body["data"] is None and codes and codes[0] in REQUEST_CODES:
         assert len(codes) == 1, body

@@ -228,8 +228,10 @@ def record_to_dict(record: AuditRecord) -> dict[str, Any]:
 
 def _line(r: AuditRecord) -> str:
     subject = f"subject={r.data_subject_id[:12]}…" if r.data_subject_id else "subject=-"
+    # An officer named by an application token shows with the application that named it.
+    who = r.officer if r.officer == r.authenticated_as else f"{r.officer} via {r.authenticated_as}"
     return (
-        f"{r.seq:>8}  {r.start_time:%Y-%m-%d %H:%M:%S}Z  {r.organisation:<10} {r.officer:<16} "
+        f"{r.seq:>8}  {r.start_time:%Y-%m-%d %H:%M:%S}Z  {r.organisation:<10} {who:<16} "
         f"{r.purpose or '-':<14} {r.decision.value:<7} {r.reason:<22} {r.path or r.coordinate}  "
         f"{subject}  trace={r.trace_id}"
     )

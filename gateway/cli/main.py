@@ -164,6 +164,12 @@ def token(
     sub: Annotated[str, typer.Option(help="Officer id (the token's sub).")] = "medewerker-001",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
     state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
+    act_for_officers: Annotated[
+        bool,
+        typer.Option(
+            help="An application token that may name the officer it acts for (X-Gebruiker)."
+        ),
+    ] = False,
 ) -> None:
     """Mint a development token (last line of the output). Refused outside development mode."""
     from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
@@ -201,6 +207,7 @@ def token(
             roles=role,
             purposes=doelbinding,
             ttl=ttl,
+            act_for_officers=act_for_officers,
         )
     )
 

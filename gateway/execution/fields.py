@@ -8,7 +8,6 @@ Nothing here runs per field.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,19 +18,10 @@ from gateway.audit.model import AuditQuery, Decision, FieldDecision
 from gateway.errors import Code, GatewayError
 from gateway.execution.context import Access, RequestState
 from gateway.execution.fetch import PersonFetcher, PersonOutcome
+from gateway.identifiers import is_vnummer
 from gateway.planning.plan import RootPlan
+from gateway.proportionality.counting import check_vnummer, search_limit
 from gateway.proportionality.suppression import Cell, RawCell, suppress, suppress_hierarchy
-
-VNUMMER = re.compile(r"^\d{10}$")
-
-
-def check_vnummer(value: Any) -> str:
-    """A V-nummer is 10 digits; anything else is bad input, never a look-up."""
-    if not isinstance(value, str) or not VNUMMER.match(value):
-        raise GatewayError(
-            Code.BAD_USER_INPUT, "A V-nummer is exactly 10 digits.", argument="vnummer"
-        )
-    return value
 
 
 def _root(info: Info) -> tuple[RequestState, RootPlan]:
@@ -106,9 +96,8 @@ def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutco
 def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
     """The persons a root field names; fetched before execution (:meth:`Gateway.prepare`)."""
     state, root = _root(info)
-    if root.refusal is not None:
-        for vnummer in vnummers:
-            state.accesses.append(Access(root, vnummer, root.decisions))
+    if root.refusal is not None:  # recorded for the request: it names nobody in the trail
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal
     persons = state.persons
     outcomes = []
@@ -135,20 +124,33 @@ def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
 async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal
+    # Checked before execution (gateway.proportionality.counting); the strip is the search's.
     surname = surname.strip()
-    if not surname or len(surname) > 200:
-        raise GatewayError(Code.BAD_USER_INPUT, "geslachtsnaam must be 1-200 characters.")
+    scope = state.purpose.rijbereik
+    # The row scope goes to the BVV like a look-up's: persons outside it are not projected, and
+    # the search asks for no more persons than it was charged for.
     found = await state.registries.bvv.search(
-        surname, birth_date, ("vnummer",), state.purpose.max_subjects
+        surname,
+        birth_date,
+        ("vnummer",),
+        search_limit(state.purpose),
+        None if scope is None else scope.as_condition(),
     )
-    vnummers = list(dict.fromkeys(check_vnummer(record["vnummer"]) for record in found))
+    if not all(is_vnummer(v) for v in (*found.records, *found.out_of_scope)):
+        raise GatewayError(
+            Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
+        )
+    # Matches outside the scope stay at the registry: not looked up, not in the answer, and
+    # not recorded as data subjects (the caller was not allowed to ask about them).
+    vnummers = list(found.records)
     if not vnummers:  # that nobody matches was disclosed: recorded, without a data subject
         state.request_decisions.extend(root.not_found)
         return []
     outcomes = await fetcher_for(state).persons(vnummers)
-    # Search results outside the scope are left out of the list (it has no room for an
-    # error per item) but recorded as refused.
+    # A person who left the scope between the search and the look-up is left out of the list
+    # (it has no room for an error per item) and recorded as refused.
     return [
         p
         for p in _deliver(state, root, outcomes)

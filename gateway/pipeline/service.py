@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import DocumentNode, ExecutionResult, GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError, GraphQLNonNull, GraphQLSchema
 from graphql import execute as graphql_execute
 from graphql.execution.values import get_variable_values
 from opentelemetry import trace
@@ -21,6 +21,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from strawberry.types import ExecutionResult as StrawberryResult
 
+from gateway.admission.officer import APPLICATION_QUOTA_FACTOR, officer_of, quota_keys
 from gateway.admission.tokens import Authenticator, Principal
 from gateway.audit.model import (
     AccessContext,
@@ -34,16 +35,24 @@ from gateway.errors import Code, GatewayError
 from gateway.execution.cache import RecordCache
 from gateway.execution.context import RequestState
 from gateway.execution.fetch import Registries
-from gateway.execution.fields import check_vnummer, fetcher_for
+from gateway.execution.fields import fetcher_for
 from gateway.execution.introspection import filtered_schema
 from gateway.execution.schema import schema_coordinates
 from gateway.execution.strawberry_schema import build_schema
+from gateway.identifiers import is_identifier
 from gateway.internals import graphql_core_schema
 from gateway.observability.tracing import RequestSpan, SpanSink
 from gateway.pipeline.answer import REQUEST_LEVEL, Answer, error_answer, format_error, input_errors
-from gateway.planning.document import Document, DocumentCache
+from gateway.pipeline.refusals import (
+    AnswerWouldBeNull,
+    null_answer_refusal,
+    refusal_decision,
+    undelivered,
+)
+from gateway.planning.document import Document, DocumentCache, errors_for_caller
 from gateway.planning.plan import RequestPlan, build_plan, select_operation
 from gateway.policy.model import Grant, Policy
+from gateway.proportionality.counting import RootRequest, Tally, tally
 from gateway.proportionality.quota import QuotaStore
 
 
@@ -80,6 +89,12 @@ class Gateway:
         self.development = development
         self.schema = build_schema()
         self.core_schema = graphql_core_schema(self.schema)
+        query_type = self.core_schema.query_type
+        assert query_type is not None
+        #: Root fields whose refusal nulls the whole answer (gateway.pipeline.refusals).
+        self.non_null_roots = frozenset(
+            name for name, f in query_type.fields.items() if isinstance(f.type, GraphQLNonNull)
+        )
         self.documents = DocumentCache(self.core_schema, max_tokens=limits.max_tokens)
         self.coordinates = schema_coordinates(self.core_schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
@@ -98,7 +113,12 @@ class Gateway:
                 Code.PURPOSE_REQUIRED,
                 "Declare the purpose (X-Doelbinding) and processing activity (X-Verwerking).",
             )
-        officer = headers.get("x-gebruiker", "").strip() or principal.subject
+        if not is_identifier(purpose_id, "policy_id") or not is_identifier(activity, "activity"):
+            raise GatewayError(
+                Code.BAD_USER_INPUT,
+                "X-Doelbinding and X-Verwerking are identifiers (ASCII letters, digits, _ . -).",
+            )
+        officer = officer_of(principal, headers)
         key = (principal, purpose_id, activity)
         admitted = self._admitted.get(key)
         if admitted is None:
@@ -183,10 +203,32 @@ class Gateway:
     async def prepare(
         self, state: RequestState, plan: RequestPlan, variables: Mapping[str, Any]
     ) -> None:
-        """Limits, caps and quota; then fetch every person the operation names, in one batch.
+        """Limits, validation, caps, refusals that null the answer, quota; then fetch every
+        person the operation names, in one batch.
 
         Raises a :class:`GatewayError` to refuse the request: nothing has been fetched then.
+        ``state.tally`` holds what was counted, also when refused.
         """
+        self._check_limits(plan)
+        if plan.introspection:
+            if plan.roots:
+                raise GatewayError(
+                    Code.BAD_USER_INPUT, "Ask introspection in an operation of its own."
+                )
+            return
+        counted = self._count(state, plan, variables)
+        refusal = null_answer_refusal(plan, self.non_null_roots)
+        if refusal is not None:
+            raise refusal
+        await self._charge(state, counted.units)
+        state.plan = plan
+        if counted.named:
+            # Every person named by any root field (aliases included), one batch per registry.
+            fetcher = fetcher_for(state)
+            outcomes = await fetcher.persons(list(counted.named))
+            state.persons = {outcome.vnummer: outcome for outcome in outcomes}
+
+    def _check_limits(self, plan: RequestPlan) -> None:
         limits = self.limits
         if (
             plan.depth > limits.max_depth
@@ -194,66 +236,37 @@ class Gateway:
             or plan.fields > limits.max_fields
         ):
             raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too complex.")
-        if plan.introspection:
-            if plan.roots:
-                raise GatewayError(
-                    Code.BAD_USER_INPUT, "Ask introspection in an operation of its own."
-                )
-            return
-        purpose = state.purpose
-        named: dict[str, None] = {}  # the persons named, in order, once each
-        count = 0
-        searches = 0
-        statistics = 0
-        for root in plan.roots.values():
-            if root.refusal is not None:  # a refused root looks nobody up: no cap, no quota
-                continue
-            kind = root.source.kind
-            if kind == "one":
-                named[check_vnummer(root.source.values(variables))] = None
-                count += 1
-            elif kind == "many":
-                values = root.source.values(variables)
-                if not isinstance(values, list):
-                    raise GatewayError(Code.BAD_USER_INPUT, "vnummers must be a list.")
-                count += len(values)
-                if count > purpose.max_subjects:
-                    break
-                for value in values:
-                    named[check_vnummer(value)] = None
-            elif kind == "search":
-                searches += 1
-                count += 1
-            elif root.field_name == "opvangstatistiek":
-                statistics += 1
-        if plan.fields * max(count, 1) > limits.max_cost:
+
+    def _count(self, state: RequestState, plan: RequestPlan, variables: Mapping[str, Any]) -> Tally:
+        """Validate every identifier and count every root (refused ones too) against the cap
+        (:mod:`gateway.proportionality.counting`)."""
+        roots = (
+            RootRequest(root.field_name, root.argument_values(variables), root.refusal is not None)
+            for root in plan.roots.values()
+        )
+        counted = tally(roots, state.purpose, into=state.tally)
+        if plan.fields * max(counted.persons, 1) > self.limits.max_cost:
             raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too costly.")
-        if count > purpose.max_subjects:
-            raise GatewayError(
-                Code.TOO_MANY_SUBJECTS,
-                f"At most {purpose.max_subjects} persons per request for {purpose.id}.",
-                maximum=purpose.max_subjects,
-            )
-        # Aggregates-only purposes (ANALYSE) count statistic queries against their quota.
-        units = len(named) + searches + (statistics if purpose.aggregates_only else 0)
-        if units and purpose.quota_per_day:
-            # Keyed by the token's subject, not X-Gebruiker: a header the caller chooses must not
-            # open a fresh quota. An application token serving many officers shares one quota.
-            decision = await self.quota_store.reserve(
-                state.principal.subject, purpose.id, units, purpose.quota_per_day
-            )
+        return counted
+
+    async def _charge(self, state: RequestState, units: int) -> None:
+        """Charge the daily quota: per (token subject, officer), and for an application acting
+        for officers also against its application-wide ceiling (gateway.admission.officer)."""
+        purpose = state.purpose
+        if not units or not purpose.quota_per_day:
+            return
+        own, ceiling = quota_keys(state.principal, state.officer)
+        charges = [(own, purpose.quota_per_day)]
+        if ceiling is not None:
+            charges.append((ceiling, purpose.quota_per_day * APPLICATION_QUOTA_FACTOR))
+        for key, limit in charges:
+            decision = await self.quota_store.reserve(key, purpose.id, units, limit)
             if not decision.granted:
                 raise GatewayError(
                     Code.QUOTA_EXCEEDED,
                     f"Daily quota of {decision.limit} persons for {purpose.id} reached.",
                     retryAfter=decision.retry_after,
                 )
-        state.plan = plan
-        if named:
-            # Every person named by any root field (aliases included), one batch per registry.
-            fetcher = fetcher_for(state)
-            outcomes = await fetcher.persons(list(named))
-            state.persons = {outcome.vnummer: outcome for outcome in outcomes}
 
     def introspect(
         self,
@@ -262,11 +275,7 @@ class Gateway:
         variables: Mapping[str, Any],
         operation_name: str | None,
     ) -> ExecutionResult:
-        grant = state.grant
-        key = (grant.organisation, grant.roles, grant.purpose.id)
-        if key not in self._filtered:
-            self._filtered[key] = filtered_schema(self.core_schema, grant.allowed)
-        schema = self._filtered[key]
+        schema = self._filtered_schema(state.grant)
         if schema is None:
             return ExecutionResult(
                 data=None, errors=[GraphQLError("Nothing in this schema is visible to you.")]
@@ -276,6 +285,15 @@ class Gateway:
         )
         assert isinstance(result, ExecutionResult)
         return result
+
+    def _filtered_schema(self, grant: Grant) -> GraphQLSchema | None:
+        """The schema this grant may see (cached per grant): introspection and validation
+        messages are answered from it."""
+        key = (grant.organisation, grant.roles, grant.purpose.id)
+        if key not in self._filtered:
+            self._filtered[key] = filtered_schema(self.core_schema, grant.allowed)
+        schema: GraphQLSchema | None = self._filtered[key]
+        return schema
 
     # ---- one request -----------------------------------------------------------------------
 
@@ -323,13 +341,18 @@ class Gateway:
             except GatewayError as error:
                 span.attributes["ketenpoort.code"] = error.code.value
                 return error_answer(error)
-            purpose_id = headers.get("x-doelbinding") or None
-            officer = headers.get("x-gebruiker", "").strip() or principal.subject
+            purpose_id = headers.get("x-doelbinding", "").strip()
+            # Only a well-formed purpose id is written to the trail, and only the token's
+            # subject as officer until X-Gebruiker has been checked (gateway.admission.officer).
+            recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
+            officer = principal.subject
             try:
                 grant, activity, officer = self.admit(principal, headers)
             except GatewayError as error:
                 span.attributes["ketenpoort.code"] = error.code.value
-                context = self._context(principal, officer, purpose_id, None, None, span, started)
+                context = self._context(
+                    principal, officer, recorded_purpose, None, None, span, started
+                )
                 return await self._record_refusal(context, error)
             return await self.execute(principal, officer, grant, activity, payload, span, started)
 
@@ -338,14 +361,15 @@ class Gateway:
         context: AccessContext,
         error: GatewayError,
         errors: list[dict[str, Any]] | None = None,
+        identifiers: int = 0,
+        decisions: tuple[FieldDecision, ...] = (),
     ) -> Answer:
-        """Record a request refused as a whole (one record, no data subject), then answer it."""
+        """Record a request refused as a whole, then answer it: one request-level record with
+        the count of identifiers it named (and the refused roots' decisions), no data subject."""
         batch = AuditBatch(
             context,
             datetime.now(UTC),
-            request_decisions=[
-                FieldDecision("Query", "", Decision.REFUSED, error.code.value, None)
-            ],
+            request_decisions=[refusal_decision(error.code, identifiers), *decisions],
         )
         try:
             await self.audit_store.commit(batch)
@@ -392,10 +416,13 @@ class Gateway:
         document = self.documents.get(query)
         if document.errors:  # does not parse, too long, or not valid against the schema
             code = Code.QUERY_TOO_COMPLEX if document.too_complex else Code.BAD_USER_INPUT
+            # Told against the caller's own schema: no type or field it may not see is named
+            # or suggested ("Did you mean 'religie'?").
+            caller_errors = errors_for_caller(document, self._filtered_schema(grant))
             return await self._record_refusal(
                 context,
-                GatewayError(code, document.errors[0].message),
-                input_errors(document.errors, code),
+                GatewayError(code, caller_errors[0].message),
+                input_errors(caller_errors, code),
             )
         assert document.node is not None
         state.document = document.node
@@ -415,8 +442,12 @@ class Gateway:
             given: Mapping[str, Any] = coerced.coerced
             plan = self.plan_for(state, document, query, operation_name, given)
             await self.prepare(state, plan, given)
+        except AnswerWouldBeNull as refusal:
+            return await self._record_refusal(
+                context, refusal, refusal.errors, state.tally.identifiers, refusal.decisions
+            )
         except GatewayError as error:
-            return await self._record_refusal(context, error)
+            return await self._record_refusal(context, error, identifiers=state.tally.identifiers)
         result: ExecutionResult | StrawberryResult
         if plan.introspection:
             result = self.introspect(state, document.node, given, operation_name)
@@ -436,16 +467,7 @@ class Gateway:
             code = errors[0]["extensions"].get("code")
             if code in REQUEST_LEVEL:
                 status = GatewayError(Code(code), "").http_status
-            if not state.request_decisions:
-                state.request_decisions.append(
-                    FieldDecision("Query", "", Decision.REFUSED, str(code), None)
-                )
-        batch = AuditBatch(
-            context,
-            datetime.now(UTC),
-            [SubjectAccess(self.pseudonym(a.vnummer), a.decisions) for a in state.accesses],
-            state.request_decisions,
-        )
+        batch = self._batch(context, state, result.data is None and bool(errors), errors)
         if batch.subjects or batch.request_decisions:
             try:
                 await self.audit_store.commit(batch)
@@ -460,6 +482,31 @@ class Gateway:
             if retry is not None:
                 answer.headers["retry-after"] = str(retry)
         return answer
+
+    def _batch(
+        self,
+        context: AccessContext,
+        state: RequestState,
+        nulled: bool,
+        errors: list[dict[str, Any]],
+    ) -> AuditBatch:
+        """The request's audit batch. An answer nulled by an error carried nothing: then no
+        decision stays 'given', and the request-level record says why."""
+        accesses = [(self.pseudonym(a.vnummer), a.decisions) for a in state.accesses]
+        request_decisions = list(state.request_decisions)
+        if nulled:
+            code = str(errors[0]["extensions"].get("code"))
+            accesses = [(subject, undelivered(d, code)) for subject, d in accesses]
+            request_decisions = [
+                refusal_decision(code, state.tally.identifiers),
+                *undelivered(request_decisions, code),
+            ]
+        return AuditBatch(
+            context,
+            datetime.now(UTC),
+            [SubjectAccess(subject, decisions) for subject, decisions in accesses],
+            request_decisions,
+        )
 
     def _document(
         self, payload: Mapping[str, Any]

@@ -28,6 +28,8 @@ class Document:
     errors: tuple[GraphQLError, ...]
     #: Variables used by @skip/@include: they change the plan, so they are part of its key.
     directive_variables: tuple[str, ...] = ()
+    #: The parsed document even when it is not valid (for :func:`errors_for_caller`).
+    parsed: DocumentNode | None = None
 
     @property
     def too_complex(self) -> bool:
@@ -62,5 +64,21 @@ class DocumentCache:
         # Strawberry's validation: graphql's rules plus strawberry's own (oneOf, Maybe).
         errors = tuple(validate_document(self._schema, node, tuple(specified_rules)))
         if errors:
-            return Document(None, errors)
-        return Document(node, (), directive_variables(node))
+            return Document(None, errors, parsed=node)
+        return Document(node, (), directive_variables(node), node)
+
+
+def errors_for_caller(document: Document, schema: GraphQLSchema | None) -> list[GraphQLError]:
+    """A refused document's errors as the caller may read them: validated against the schema
+    that caller may see, so no message names or suggests a type or field hidden from it.
+
+    Parse errors (and the token limit) do not depend on the schema and are returned as they are.
+    """
+    if document.parsed is None:
+        return list(document.errors)
+    errors = (
+        validate_document(schema, document.parsed, tuple(specified_rules))
+        if schema is not None
+        else []
+    )
+    return list(errors) or [GraphQLError("The document is not valid against your schema.")]
