@@ -345,7 +345,7 @@ async def test_production_signs_in_with_the_jwks_and_sets_a_secure_cookie(
 
 
 async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
-    def context(officer: str) -> AccessContext:
+    def context(officer: str, application: str | None = None) -> AccessContext:
         return AccessContext(
             trace_id=secrets.token_hex(16),
             span_id=secrets.token_hex(8),
@@ -354,7 +354,7 @@ async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
             organisation_oin="0" * 20,
             organisation="NVIK",
             officer=officer,
-            authenticated_as=officer,
+            authenticated_as=application or officer,
             roles=("analist",),
             purpose="TOEZICHT_VW",
             legal_basis=None,
@@ -363,7 +363,8 @@ async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
         )
 
     given = (FieldDecision("Vreemdeling.naam", "v.naam", Decision.GIVEN, "R", "BVV"),)
-    sweep = AuditBatch(context=context("sweeper"), end_time=dt.datetime.now(dt.UTC))
+    # The sweeper is named by an application token: the finding says "sweeper (via app-1)".
+    sweep = AuditBatch(context=context("sweeper", "app-1"), end_time=dt.datetime.now(dt.UTC))
     sweep.subjects += [SubjectAccess(secrets.token_hex(32), given) for _ in range(61)]
     await setup.console.store.commit(sweep)
     for _ in range(3):
@@ -379,6 +380,7 @@ async def test_anomalies_link_to_the_requests_behind_them(setup: Setup) -> None:
         part.split('"')[0].replace("&amp;", "&") for part in page.text.split('href="/zoeken?')[1:]
     ]
     assert len(links) == 2 and "breedte" in page.text and "limieten" in page.text
+    assert "sweeper (via app-1)" in page.text
     assert await setup.views("Console.afwijkingen")
     for link, officer in zip(sorted(links), ("prober", "sweeper"), strict=True):
         found = await setup.http.get(f"/zoeken?{link}&formaat=json", headers=setup.bearer())

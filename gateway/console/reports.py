@@ -202,7 +202,10 @@ async def afwijkingen(request: Request) -> Response:
     await record_view(console, viewer, "Console.afwijkingen", path=filters.describe())
     items = []
     for a in find_anomalies(records):
-        query = {"officer": a.officer, "org": a.organisation}
+        # An officer named by an application token is "officer (via application)" there; the
+        # search filters on the officer.
+        officer = a.officer.partition(" (via ")[0]
+        query = {"officer": officer, "org": a.organisation}
         if a.kind == "breadth":
             start = dt.datetime.combine(a.day, dt.time(), dt.UTC)
             query |= {

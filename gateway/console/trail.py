@@ -103,6 +103,7 @@ class Row:
     organisation: str
     organisation_oin: str
     officer: str
+    authenticated_as: str
     roles: tuple[str, ...]
     purpose: str | None
     legal_basis: str | None
@@ -113,6 +114,13 @@ class Row:
     given: list[tuple[str, str]] = field(default_factory=list)  # (field, rule id)
     refused: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def actor(self) -> str:
+        """The officer, with the application that named it when an application token did."""
+        if self.authenticated_as == self.officer:
+            return self.officer
+        return f"{self.officer} (via {self.authenticated_as})"
 
     def add(self, record: AuditRecord) -> None:
         if is_reading(record.coordinate):
@@ -143,6 +151,7 @@ def rows_of(records: Iterable[AuditRecord]) -> list[Row]:
                     organisation=r.organisation,
                     organisation_oin=r.organisation_oin,
                     officer=r.officer,
+                    authenticated_as=r.authenticated_as,
                     roles=r.roles,
                     purpose=r.purpose,
                     legal_basis=r.legal_basis,
