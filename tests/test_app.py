@@ -1,5 +1,5 @@
-"""The HTTP surface: health, readiness, GraphiQL in development only, bad bodies, and bugs of ours
-answered with a stable code and no detail."""
+"""The HTTP surface: health, readiness, the explorer in development only, bad bodies, and bugs of
+ours answered with a stable code and no detail."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def client(tmp_path: Path, mocks: Registries, **overrides: object) -> TestClient
     return TestClient(create_app(settings, mocks=mocks))
 
 
-def test_health_ready_and_graphiql(tmp_path: Path, mock_registries: Registries) -> None:
+def test_health_ready_and_explorer(tmp_path: Path, mock_registries: Registries) -> None:
     mock_registries.reset()
     with client(tmp_path, mock_registries) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
@@ -38,9 +38,9 @@ def test_health_ready_and_graphiql(tmp_path: Path, mock_registries: Registries) 
             "audit": True,
             "quota": True,
         }
-        graphiql = http.get("/graphql")
-        assert graphiql.status_code == 200
-        assert "graphiql" in graphiql.text.lower()
+        explorer = http.get("/graphql", headers={"accept": "text/html"})
+        assert explorer.status_code == 200
+        assert "Ketenpoort-verkenner" in explorer.text
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_a_query_over_http(tmp_path: Path, mock_registries: Registries) -> None:
     assert json.dumps(body).count(vnummer) == 1  # only where it was asked for
 
 
-def test_graphiql_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
+def test_explorer_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwks = tmp_path / "jwks.json"

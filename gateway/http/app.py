@@ -1,4 +1,4 @@
-"""The ASGI application: ``POST /graphql``, GraphiQL (development), ``/healthz``, ``/readyz``.
+"""The ASGI application: ``POST /graphql``, the explorer (development), ``/healthz``, ``/readyz``.
 
 :func:`create_app` wraps :func:`gateway.assembly.runtime.start_gateway` for uvicorn: the
 components start in the lifespan and close at shutdown.
@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.assembly.runtime import Running, start_gateway
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
+from gateway.http.explorer import explorer_page, explorer_routes
 from gateway.pipeline.answer import Answer, error_answer
 
 log = logging.getLogger("ketenpoort.app")
@@ -77,13 +77,14 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             answer = error_answer(GatewayError(Code.INTERNAL_ERROR, "Internal error."))
         return _json(answer)
 
-    async def graphql_get(_: Request) -> Response:
-        if not settings.development:
-            return JSONResponse(
-                {"errors": [{"message": "Use POST.", "extensions": {"code": "BAD_USER_INPUT"}}]},
-                405,
-            )
-        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+    async def graphql_get(request: Request) -> Response:
+        # The explorer only for a browser asking for HTML, and only in development mode.
+        if settings.development and "text/html" in request.headers.get("accept", ""):
+            return explorer_page()
+        return JSONResponse(
+            {"errors": [{"message": "Use POST.", "extensions": {"code": "BAD_USER_INPUT"}}]},
+            405,
+        )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, **start_options: Any) -> Starle
             Route("/graphql", graphql_get, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *explorer_routes(settings, lambda: holder["running"].gateway),
         ],
         lifespan=lifespan,
     )
