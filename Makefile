@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve console serve-scaled test lint bench bench-console screenshots clean
+.PHONY: install serve console serve-scaled test lint bench bench-console screenshots supergraph clean
 
 install: $(STAMP)
 
@@ -33,7 +33,7 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check gateway resolvers mocks tests bench
+	$(BIN)/ruff check gateway resolvers mocks tests bench examples
 	$(BIN)/mypy
 
 bench: install
@@ -43,6 +43,11 @@ bench: install
 # The console's searches over a generated 1,000,000-entry PostgreSQL trail (part of `bench`).
 bench-console: install
 	$(BIN)/python -m bench.console_search
+
+# The supergraph of the COA and IND subgraph mocks (mocks/supergraph.graphql), composed with
+# Apollo's composition library (npm, installed into tests/node); `make test` checks it is current.
+supergraph: install
+	$(BIN)/python -m tests.federation
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

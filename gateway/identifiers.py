@@ -44,13 +44,3 @@ def is_identifier(value: object, kind: str) -> TypeGuard[str]:
 def is_vnummer(value: object) -> TypeGuard[str]:
     """Exactly ten ASCII digits."""
     return is_identifier(value, "vnummer")
-
-
-def has_control_characters(value: str) -> bool:
-    """Whether ``value`` holds C0/C1 control characters or Unicode format characters (bidi
-    overrides, zero-width joiners): free text from outside must not carry them."""
-    return any(
-        ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0x200B <= ord(c) <= 0x200F
-        or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 or c == "\ufeff"
-        for c in value
-    )  # fmt: skip

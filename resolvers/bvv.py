@@ -14,7 +14,8 @@ MAX_PER_CALL = 100
 
 @dataclass(frozen=True, slots=True)
 class BvvAnswer:
-    """Projected records by V-nummer, and the V-nummers outside the asked row scope."""
+    """Projected records by V-nummer, and the V-nummers outside the asked row scope (of a
+    look-up only: the caller named them; a search's answer never holds any)."""
 
     records: dict[str, dict[str, Any]]
     out_of_scope: frozenset[str]
@@ -75,7 +76,10 @@ class BvvClient(RegistryClient):
         scope: dict[str, Any] | None = None,
     ) -> BvvAnswer:
         """``POST /zoeken``: exact match on surname and birth date, at most ``limit``, only
-        persons within ``scope`` projected (the others by V-nummer in ``out_of_scope``)."""
+        persons within ``scope``. The registry names no match outside the scope, not even by
+        V-nummer: an answer that does (``buitenVoorwaarde``) breaks the contract and is refused
+        as malformed, so an out-of-scope V-nummer is never kept (``out_of_scope`` stays empty).
+        """
         body: dict[str, Any] = {
             "geslachtsnaam": surname,
             "geboortedatum": birth_date,
@@ -85,15 +89,13 @@ class BvvClient(RegistryClient):
         if scope is not None:
             body["voorwaarde"] = scope
         answer = await self.post_json("/zoeken", body, subjects=1)
-        if not isinstance(answer, dict) or not isinstance(answer.get("personen"), list):
-            raise malformed(self.name)
-        found = [r for r in answer["personen"] if isinstance(r, dict) and "vnummer" in r]
-        out = answer.get("buitenVoorwaarde", [])
         if (
-            len(found) != len(answer["personen"])
-            or not isinstance(out, list)
-            or not all(isinstance(v, str) for v in out)
-            or len(found) + len(out) > limit
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("personen"), list)
+            or "buitenVoorwaarde" in answer
         ):
             raise malformed(self.name)
-        return BvvAnswer({str(r["vnummer"]): r for r in found}, frozenset(out))
+        found = [r for r in answer["personen"] if isinstance(r, dict) and "vnummer" in r]
+        if len(found) != len(answer["personen"]) or len(found) > limit:
+            raise malformed(self.name)
+        return BvvAnswer({str(r["vnummer"]): r for r in found}, frozenset())

@@ -40,22 +40,29 @@ def test_health_ready_and_explorer(tmp_path: Path, mock_registries: Registries) 
         }
         explorer = http.get("/graphql", headers={"accept": "text/html"})
         assert explorer.status_code == 200
+        assert explorer.headers["content-type"].startswith("text/html")
         assert "Ketenpoort-verkenner" in explorer.text
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b"not json", b"[1, 2]", b'"a string"', b"{" + b" " * 300_000 + b"}"],
-    ids=["not-json", "list", "string", "too-large"],
+    ("body", "status", "code"),
+    [
+        (b"not json", 400, "BAD_USER_INPUT"),
+        (b"[1, 2]", 400, "BAD_USER_INPUT"),
+        (b'"a string"', 400, "BAD_USER_INPUT"),
+        (b"", 400, "BAD_USER_INPUT"),
+        (b"{" + b" " * 300_000 + b"}", 413, "REQUEST_TOO_LARGE"),
+    ],
+    ids=["not-json", "list", "string", "empty", "too-large"],
 )
-def test_bad_bodies_are_bad_user_input(
-    tmp_path: Path, mock_registries: Registries, body: bytes
+def test_bad_bodies_are_refused_with_a_code(
+    tmp_path: Path, mock_registries: Registries, body: bytes, status: int, code: str
 ) -> None:
     with client(tmp_path, mock_registries) as http:
         answer = http.post("/graphql", content=body, headers={"content-type": "application/json"})
-        assert answer.status_code == 400
-        assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-        assert answer.json()["data"] is None
+        assert answer.status_code == status
+        assert answer.json()["errors"][0]["extensions"]["code"] == code
+        assert "data" not in answer.json()  # nothing was executed
 
 
 def test_a_bug_of_ours_is_masked(
@@ -75,7 +82,6 @@ def test_a_bug_of_ours_is_masked(
         answer = http.post("/graphql", json={"query": "{ __typename }"})
     assert answer.status_code == 500
     assert answer.json() == {
-        "data": None,
         "errors": [{"message": "Internal error.", "extensions": {"code": "INTERNAL_ERROR"}}],
     }
     assert secret not in answer.text
@@ -124,4 +130,5 @@ def test_explorer_is_development_only(tmp_path: Path, mock_registries: Registrie
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
     with client(tmp_path, mock_registries, mode="production", jwks=str(jwks)) as http:
-        assert http.get("/graphql").status_code == 405
+        # No explorer in production: a browser's GET that accepts only HTML is not acceptable.
+        assert http.get("/graphql", headers={"accept": "text/html"}).status_code == 406

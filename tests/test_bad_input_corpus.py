@@ -132,7 +132,7 @@ def header_cases() -> list[Case]:
         purpose("GEEN_DOEL", "PURPOSE_NOT_GRANTED"),
         purpose("BEZETTING", "PURPOSE_FORBIDDEN"),
         Case("activity-unicode", headers={"x-verwerking": "nvik-toezicht-v\u0175"}),
-        Case("activity-unknown", headers={"x-verwerking": "nvik-elders"}, expect=frozenset({"PURPOSE_NOT_GRANTED"})),
+        Case("activity-unknown", headers={"x-verwerking": "nvik-elders"}, expect=frozenset({"PROCESSING_ACTIVITY_NOT_REGISTERED"})),
         Case("gebruiker-other", headers={"x-gebruiker": "iemand-anders"}),
         Case("gebruiker-space", headers={"x-gebruiker": "twee woorden"}),
         Case("gebruiker-unicode", headers={"x-gebruiker": "j\u00e9r\u00f4me"}),

@@ -47,10 +47,12 @@ def officer_of(principal: Principal, headers: Mapping[str, str]) -> str:
 def quota_keys(principal: Principal, officer: str) -> tuple[str, str | None]:
     """(the key of this officer's quota, the key of the application-wide ceiling or None).
 
+    A token that may act for officers is always charged against its ceiling, also for its own
+    requests (no ``X-Gebruiker``): else it could use its own quota on top of the ceiling.
     Neither part holds a space (:mod:`gateway.identifiers`), so ``"subject officer"`` names one
     pair; the ceiling's key ``"subject (application)"`` holds a second space, so it is never an
     officer's key.
     """
-    if officer == principal.subject:  # a personal token, or an application for itself
-        return principal.subject, None
-    return f"{principal.subject} {officer}", f"{principal.subject} (application)"
+    own = principal.subject if officer == principal.subject else f"{principal.subject} {officer}"
+    ceiling = f"{principal.subject} (application)" if principal.acts_for_officers else None
+    return own, ceiling

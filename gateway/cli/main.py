@@ -73,7 +73,8 @@ def serve(
     """Run the gateway (mock registries in-process unless KETENPOORT_REGISTRIES names them)."""
     import uvicorn
 
-    from gateway.http.app import create_app
+    from gateway.http.app import create_app, server_options
+    from gateway.observability.tracing import check_traces_spec
 
     if mode is not None and mode not in ("development", "production"):
         fail("--mode must be development or production")
@@ -98,10 +99,20 @@ def serve(
         load_policy(settings.policy, gateway_coordinates())
     except (PolicyError, OSError) as exc:
         fail(f"policy refused: {exc}", 1)
+    try:
+        check_traces_spec(settings.traces_spec)
+    except ValueError as exc:
+        fail(str(exc))
     typer.echo(
         f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})", err=True
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        **server_options(),
+    )
 
 
 @app.command()
@@ -192,6 +203,17 @@ def token(
     unknown = [p for p in doelbinding if p not in policy.purposes]
     if unknown:
         fail(f"unknown purpose(s): {', '.join(unknown)}")
+    # A role the policy does not know for the organisation matches no rule: such a token would
+    # only ever be refused, so say so now instead of at the first query.
+    known_roles = organisation.roles or tuple(
+        sorted({r for rule in policy.rules if rule.organisation == org for r in rule.roles} - {"*"})
+    )
+    unknown_roles = [r for r in role if r not in known_roles]
+    if unknown_roles:
+        fail(
+            f"unknown role(s) for {org}: {', '.join(unknown_roles)} "
+            f"(known: {', '.join(known_roles) or 'none'})"
+        )
     key = load_or_create_dev_key(settings.state_dir)
     typer.echo(
         f"# development token for {sub} ({org}, roles {', '.join(role)}), valid {ttl} s", err=True

@@ -9,7 +9,6 @@ Nothing here runs per field.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from strawberry.types import Info
@@ -20,7 +19,7 @@ from gateway.execution.context import Access, RequestState
 from gateway.execution.fetch import PersonFetcher, PersonOutcome
 from gateway.identifiers import is_vnummer
 from gateway.planning.plan import RootPlan
-from gateway.proportionality.counting import check_vnummer, search_limit
+from gateway.proportionality.counting import moment, search_limit
 from gateway.proportionality.suppression import Cell, RawCell, suppress, suppress_hierarchy
 
 
@@ -104,7 +103,6 @@ def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
     for vnummer in vnummers:
         outcome = persons.get(vnummer)
         if outcome is None:  # every V-nummer was checked and fetched before execution
-            check_vnummer(vnummer)
             raise GatewayError(Code.INTERNAL_ERROR, "A person was not fetched before execution.")
         outcomes.append(outcome)
     return _deliver(state, root, outcomes)
@@ -138,12 +136,12 @@ async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
         search_limit(state.purpose),
         None if scope is None else scope.as_condition(),
     )
-    if not all(is_vnummer(v) for v in (*found.records, *found.out_of_scope)):
+    if not all(is_vnummer(v) for v in found.records):
         raise GatewayError(
             Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
         )
-    # Matches outside the scope stay at the registry: not looked up, not in the answer, and
-    # not recorded as data subjects (the caller was not allowed to ask about them).
+    # Matches outside the scope stay at the registry (it does not name them to us): they are not
+    # looked up, not in the answer, and not recorded as data subjects.
     vnummers = list(found.records)
     if not vnummers:  # that nobody matches was disclosed: recorded, without a data subject
         state.request_decisions.extend(root.not_found)
@@ -209,15 +207,6 @@ async def _suppressed_cells(state: RequestState, peildatum: str, grouping: str) 
     return cells
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise GatewayError(Code.BAD_USER_INPUT, f"{name} must be an ISO 8601 date-time.") from None
-
-
 async def audit_search(
     info: Info,
     vnummer: str | None,
@@ -231,13 +220,15 @@ async def audit_search(
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
         raise root.refusal
-    query = AuditQuery(  # input checked first: a bad search gives nothing, so records no "given"
-        subject=state.pseudonym(check_vnummer(vnummer)) if vnummer is not None else None,
+    # Every argument was checked before anything was charged (gateway.proportionality.counting);
+    # the bounds are read with the same parser.
+    query = AuditQuery(
+        subject=state.pseudonym(vnummer) if vnummer is not None else None,
         officer=officer,
         organisation=organisation,
         purpose=purpose,
-        since=_when(since, "sinds"),
-        until=_when(until, "tot"),
+        since=moment(since, "sinds"),
+        until=moment(until, "tot"),
         limit=500,
     )
     if vnummer is not None:  # a search about a person is recorded about that person

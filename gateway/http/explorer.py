@@ -11,7 +11,11 @@ is sent with ``Content-Security-Policy: default-src 'self'`` (no inline script o
 * ``GET /explorer/api/schema?org=&role=&doelbinding=`` — the schema tree, every field marked
   allowed or refused with the deciding rule or refusal code (:mod:`gateway.http.explorer_tree`).
 * ``POST /explorer/api/token`` — a development token for the chosen caller (JSON body, so a page
-  of another origin cannot mint one without a CORS preflight, which is never granted).
+  of another origin cannot mint one without a CORS preflight, which is never granted), for a
+  purpose the chosen roles are granted. Offered only with the embedded mock registries and a
+  loopback bind address (:func:`mints_tokens`; else the route does not exist), and answered only
+  to a request whose ``Host`` names the loopback (:func:`loopback_host`): a page of another
+  name that DNS rebinding points at 127.0.0.1 mints nothing.
 * ``POST /explorer/api/token/inspect`` — who a pasted token names (verified like any request).
 
 Bad input is answered ``{"errors": [{"message", "extensions": {"code"}}]}`` with a stable code.
@@ -23,6 +27,7 @@ import json
 from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
+from ipaddress import ip_address
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -36,6 +41,7 @@ from gateway.config import Settings
 from gateway.errors import Code, GatewayError
 from gateway.execution.schema import graphql_schema
 from gateway.http.explorer_tree import describe_purpose, grants_overview, schema_tree
+from gateway.http.json_body import holds_lone_surrogate
 from gateway.pipeline.service import Gateway
 
 #: No inline script or style, nothing from another origin, no framing, no plugins.
@@ -49,10 +55,38 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+#: The ``Host`` names (port aside) the token route answers: the loopback, by name or address.
+LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 #: The subject of minted tokens: audit records show the query came from the explorer.
 EXPLORER_SUBJECT: Final = "ontwikkelaar-verkenner"
 TOKEN_TTL: Final = 3600
 MAX_API_BODY: Final = 16 * 1024
+
+
+def mints_tokens(settings: Settings) -> bool:
+    """Whether the explorer may mint tokens at all: development with the embedded mock
+    registries (synthetic persons only), bound to a loopback address (nobody else can reach it).
+    """
+    if not settings.development or not settings.registries.embedded:
+        return False
+    if settings.host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(settings.host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a ``Host`` header names the loopback (``localhost``, ``127.0.0.1``, ``[::1]``,
+    with or without a port)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name = host[: host.find("]") + 1] if "]" in host else host
+        rest = host[len(name) :]
+        return name in LOOPBACK_HOSTS and (rest == "" or (rest[1:].isdigit() and rest[0] == ":"))
+    name, _, port = host.partition(":")
+    return name in LOOPBACK_HOSTS and (port == "" or port.isdigit())
 
 
 @cache
@@ -91,7 +125,8 @@ def _ok(body: dict[str, Any]) -> JSONResponse:
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:
-    """The request's JSON object body, or None (wrong content type, too large, not an object)."""
+    """The request's JSON object body, or None (wrong content type, too large, not an object,
+    not Unicode text: :mod:`gateway.http.json_body`)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return None
     body = await request.body()
@@ -101,7 +136,9 @@ async def _json_object(request: Request) -> dict[str, Any] | None:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    return payload if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or holds_lone_surrogate(payload):
+        return None
+    return payload
 
 
 def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[BaseRoute]:
@@ -158,6 +195,11 @@ def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[
         )
 
     async def token(request: Request) -> Response:
+        if not loopback_host(request.headers.get("host", "")):
+            return _refusal(
+                Code.BAD_USER_INPUT,
+                "Tokens are minted only for a loopback Host (localhost, 127.0.0.1, [::1]).",
+            )
         payload = await _json_object(request)
         if payload is None:
             return _refusal(Code.BAD_USER_INPUT, "Send a JSON object (application/json).")
@@ -167,6 +209,12 @@ def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[
             )
         except GatewayError as exc:
             return _refusal(exc.code, exc.message)
+        if purpose not in gateway().policy.purposes_for(org, roles):
+            # A token for a purpose the roles are not granted would only be refused later; the
+            # explorer mints no token the policy could not have given.
+            return _refusal(
+                Code.BAD_USER_INPUT, f"{purpose} is not granted to {org} with these roles."
+            )
         minted = mint_dev_token(
             load_or_create_dev_key(settings.state_dir),
             issuer=settings.issuer,
@@ -198,11 +246,12 @@ def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[
         )
 
     static = StaticFiles(packages=[("gateway.http", "explorer_static")])
+    minting = [Route("/explorer/api/token", token, methods=["POST"])]
     return [
         Route("/explorer", page, methods=["GET"]),
         Route("/explorer/api/grants", grants, methods=["GET"]),
         Route("/explorer/api/schema", schema, methods=["GET"]),
-        Route("/explorer/api/token", token, methods=["POST"]),
+        *(minting if mints_tokens(settings) else []),
         Route("/explorer/api/token/inspect", inspect, methods=["POST"]),
         Mount("/explorer/static", app=_with_security_headers(static), name="explorer-static"),
     ]

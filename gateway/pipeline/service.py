@@ -49,11 +49,22 @@ from gateway.pipeline.refusals import (
     refusal_decision,
     undelivered,
 )
-from gateway.planning.document import Document, DocumentCache, errors_for_caller
+from gateway.planning.document import (
+    Document,
+    DocumentCache,
+    errors_for_caller,
+    variable_errors_for_caller,
+)
 from gateway.planning.plan import RequestPlan, build_plan, select_operation
 from gateway.policy.model import Grant, Policy
 from gateway.proportionality.counting import RootRequest, Tally, tally
 from gateway.proportionality.quota import QuotaStore
+
+
+def declared(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The purpose (``X-Doelbinding``) and processing activity (``X-Verwerking``) a request
+    declares, stripped; read once per request, checked by :meth:`Gateway.admit`."""
+    return headers.get("x-doelbinding", "").strip(), headers.get("x-verwerking", "").strip()
 
 
 class Gateway:
@@ -106,8 +117,12 @@ class Gateway:
 
     def admit(self, principal: Principal, headers: Mapping[str, str]) -> tuple[Grant, str, str]:
         """Check the declared purpose; return (grant, processing activity URI, officer)."""
-        purpose_id = headers.get("x-doelbinding", "").strip()
-        activity = headers.get("x-verwerking", "").strip()
+        return self._admit(principal, *declared(headers), headers)
+
+    def _admit(
+        self, principal: Principal, purpose_id: str, activity: str, headers: Mapping[str, str]
+    ) -> tuple[Grant, str, str]:
+        """:meth:`admit` of a purpose and activity already read by :func:`declared`."""
         if not purpose_id or not activity:
             raise GatewayError(
                 Code.PURPOSE_REQUIRED,
@@ -160,11 +175,22 @@ class Gateway:
         granted = purpose_id in principal.purposes and purpose_id in self.policy.purposes_for(
             organisation.id, principal.roles
         )
-        if not granted or activity not in purpose.processing_activities:
+        if not granted:
             raise GatewayError(
                 Code.PURPOSE_NOT_GRANTED,
                 f"Purpose {purpose_id} is not granted.",
                 doelbinding=purpose_id,
+            )
+        if activity not in purpose.processing_activities:
+            # Granted, so the caller may know the activities: name them, it is the fix.
+            registered = list(purpose.processing_activities)
+            raise GatewayError(
+                Code.PROCESSING_ACTIVITY_NOT_REGISTERED,
+                f"Processing activity {activity!r} (X-Verwerking) is not registered for "
+                f"purpose {purpose_id}; registered: {', '.join(registered) or 'none'}.",
+                doelbinding=purpose_id,
+                verwerking=activity,
+                geregistreerd=registered,
             )
         grant = self.policy.grant(organisation.id, principal.roles, purpose_id)
         return grant, self.policy.processing_activity_uri(activity)
@@ -336,25 +362,45 @@ class Gateway:
         """Authenticate, admit the purpose, then :meth:`execute`. Header names are lower-case."""
         started = datetime.now(UTC)
         with self.request_span(headers) as span:
-            try:
-                principal = self.authenticator.authenticate(headers.get("authorization"))
-            except GatewayError as error:
-                span.attributes["ketenpoort.code"] = error.code.value
-                return error_answer(error)
-            purpose_id = headers.get("x-doelbinding", "").strip()
-            # Only a well-formed purpose id is written to the trail, and only the token's
-            # subject as officer until X-Gebruiker has been checked (gateway.admission.officer).
-            recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
-            officer = principal.subject
-            try:
-                grant, activity, officer = self.admit(principal, headers)
-            except GatewayError as error:
-                span.attributes["ketenpoort.code"] = error.code.value
-                context = self._context(
-                    principal, officer, recorded_purpose, None, None, span, started
-                )
-                return await self._record_refusal(context, error)
-            return await self.execute(principal, officer, grant, activity, payload, span, started)
+            # What the caller declared, refused or not: a trace shows what was asked for. Only
+            # well-formed identifiers: a header's free text never reaches an exporter. Read once
+            # here; admission checks these same values.
+            purpose_id, activity_id = declared(headers)
+            span.attributes["ketenpoort.purpose"] = (
+                purpose_id if is_identifier(purpose_id, "policy_id") else ""
+            )
+            span.attributes["ketenpoort.processing_activity"] = (
+                activity_id if is_identifier(activity_id, "activity") else ""
+            )
+            span.attributes["ketenpoort.subjects"] = 0
+            answer = await self._handle(headers, payload, span, started, purpose_id, activity_id)
+            span.attributes["ketenpoort.code"] = outcome_code(answer)
+            return answer
+
+    async def _handle(
+        self,
+        headers: Mapping[str, str],
+        payload: Mapping[str, Any],
+        span: RequestSpan,
+        started: datetime,
+        purpose_id: str,
+        activity_id: str,
+    ) -> Answer:
+        try:
+            principal = self.authenticator.authenticate(headers.get("authorization"))
+        except GatewayError as error:
+            return error_answer(error)
+        span.attributes["ketenpoort.organisation"] = principal.organisation
+        # Only a well-formed purpose id is written to the trail, and only the token's
+        # subject as officer until X-Gebruiker has been checked (gateway.admission.officer).
+        recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
+        officer = principal.subject
+        try:
+            grant, activity, officer = self._admit(principal, purpose_id, activity_id, headers)
+        except GatewayError as error:
+            context = self._context(principal, officer, recorded_purpose, None, None, span, started)
+            return await self._record_refusal(context, error)
+        return await self.execute(principal, officer, grant, activity, payload, span, started)
 
     async def _record_refusal(
         self,
@@ -363,9 +409,14 @@ class Gateway:
         errors: list[dict[str, Any]] | None = None,
         identifiers: int = 0,
         decisions: tuple[FieldDecision, ...] = (),
+        *,
+        request_error: bool = False,
     ) -> Answer:
         """Record a request refused as a whole, then answer it: one request-level record with
-        the count of identifiers it named (and the refused roots' decisions), no data subject."""
+        the count of identifiers it named (and the refused roots' decisions), no data subject.
+
+        ``request_error``: the document or its variables were refused (a GraphQL request error).
+        """
         batch = AuditBatch(
             context,
             datetime.now(UTC),
@@ -376,6 +427,7 @@ class Gateway:
         except GatewayError as audit_error:
             return error_answer(audit_error)
         answer = error_answer(error)
+        answer.request_error = request_error
         if errors is not None:
             answer.body["errors"] = errors
         return answer
@@ -409,6 +461,7 @@ class Gateway:
         context = self._context(
             principal, officer, grant.purpose.id, grant, activity, span, started
         )
+        span.attributes["dpl.core.processing_activity_id"] = activity  # the register's URI
         try:
             query, variables, operation_name = self._document(payload)
         except GatewayError as error:
@@ -423,6 +476,7 @@ class Gateway:
                 context,
                 GatewayError(code, caller_errors[0].message),
                 input_errors(caller_errors, code),
+                request_error=not document.too_complex,
             )
         assert document.node is not None
         state.document = document.node
@@ -434,10 +488,16 @@ class Gateway:
                 self.core_schema, operation.variable_definitions or (), variables or {}
             )
             if isinstance(coerced, list):
+                # Told against the caller's own schema, like validation errors: no enum value
+                # or type it may not see is named or suggested ("Did you mean 'LOCATIE'?").
+                told = variable_errors_for_caller(
+                    document, operation, variables or {}, self._filtered_schema(grant)
+                )
                 return await self._record_refusal(
                     context,
-                    GatewayError(Code.BAD_USER_INPUT, coerced[0].message),
-                    input_errors(coerced, Code.BAD_USER_INPUT),
+                    GatewayError(Code.BAD_USER_INPUT, told[0].message),
+                    input_errors(told, Code.BAD_USER_INPUT),
+                    request_error=True,
                 )
             given: Mapping[str, Any] = coerced.coerced
             plan = self.plan_for(state, document, query, operation_name, given)
@@ -472,9 +532,9 @@ class Gateway:
             try:
                 await self.audit_store.commit(batch)
             except GatewayError as audit_error:
-                span.attributes["ketenpoort.code"] = audit_error.code.value
                 span.error = audit_error.code.value
                 return error_answer(audit_error)
+        span.attributes["ketenpoort.subjects"] = len(batch.subjects)
         self._subject_spans(batch, span)
         answer = Answer(status, body)
         if status == 429:
@@ -579,4 +639,12 @@ class Gateway:
         return given, refused
 
 
-__all__ = ["Gateway"]
+def outcome_code(answer: Answer) -> str:
+    """The request's outcome for its trace: the code that refused it, else ``OK``."""
+    errors = answer.body.get("errors") or ()
+    if (not answer.executed or answer.status >= 400) and errors:
+        return str(errors[0].get("extensions", {}).get("code", Code.INTERNAL_ERROR.value))
+    return "OK"
+
+
+__all__ = ["Gateway", "outcome_code"]

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+    specified_rules,
+)
+from graphql.execution.values import get_variable_values
 from strawberry.schema.schema import validate_document
 
 from gateway.planning.plan import directive_variables
@@ -82,3 +92,26 @@ def errors_for_caller(document: Document, schema: GraphQLSchema | None) -> list[
         else []
     )
     return list(errors) or [GraphQLError("The document is not valid against your schema.")]
+
+
+def variable_errors_for_caller(
+    document: Document,
+    operation: OperationDefinitionNode,
+    variables: Mapping[str, Any],
+    schema: GraphQLSchema | None,
+) -> list[GraphQLError]:
+    """Why ``variables`` do not fit ``operation``, as the caller may read it: the document is
+    checked and the variables coerced against the schema that caller may see, so no message
+    names or suggests an enum value, type or field hidden from it.
+
+    A document valid against the full schema but not against the caller's gets the caller's
+    validation errors (``Unknown type 'StatistiekGroepering'.``), as :func:`errors_for_caller`.
+    """
+    fallback = [GraphQLError("The variables are not valid against your schema.")]
+    if schema is None or document.parsed is None:
+        return fallback
+    errors = validate_document(schema, document.parsed, tuple(specified_rules))
+    if errors:
+        return list(errors)
+    told = get_variable_values(schema, operation.variable_definitions or (), dict(variables))
+    return told if isinstance(told, list) else fallback

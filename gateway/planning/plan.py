@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from graphql import (
     BooleanValueNode,
@@ -31,15 +31,11 @@ from gateway.audit.model import Decision, FieldDecision
 from gateway.domain import REGISTRY_OF_FIELD
 from gateway.errors import Code, GatewayError
 
+#: The type of a person: a root field returning it (one, a list, a search) is recorded per data
+#: subject, read off the schema, so a new root field needs no row here. How each root field is
+#: counted against caps and quotas is the one table
+#: :data:`gateway.proportionality.counting.ROOT_COUNTING`.
 PERSON_TYPE = "Vreemdeling"
-#: Root fields that return persons (recorded per data subject). How each root field is counted
-#: against caps and quotas is :data:`gateway.proportionality.counting.ROOT_COUNTING`.
-SubjectKind = Literal["one", "many", "search", "none"]
-PERSON_ROOTS: dict[str, SubjectKind] = {
-    "vreemdeling": "one",
-    "vreemdelingen": "many",
-    "zoekVreemdelingen": "search",
-}
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 
 
@@ -320,7 +316,6 @@ class _Builder:
         name = node.name.value
         key = node.alias.value if node.alias else name
         coordinate = f"{operation_type}.{name}"
-        kind = PERSON_ROOTS.get(name, "none")
         arguments = tuple((arg.name.value, arg.value) for arg in node.arguments or ())
         allowed, rule = self.grant.decide(coordinate)
         if not allowed:
@@ -339,7 +334,7 @@ class _Builder:
         result_type = self.coordinates[coordinate]
         overlay = self.overlay if result_type == PERSON_TYPE else Overlay()
         self.walk(node.selection_set, result_type, key, "", None, overlay, 1, decisions)
-        if kind == "none":
+        if result_type != PERSON_TYPE:  # names and returns no person: recorded per request
             return RootPlan(
                 key, name, coordinate, None, arguments,
                 decisions=(), out_of_scope=(), not_found=(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -36,6 +36,7 @@ from gateway.policy.model import (
     Status,
     owner_type,
 )
+from gateway.policy.non_null import non_null_problems
 
 # Ids, OINs and processing-activity ids (the last segment of a URI, sent in the X-Verwerking
 # header) are checked by gateway.identifiers: ASCII only, length first, whole-string match.
@@ -160,13 +161,18 @@ class _Item:
         return cast(list[str], value)
 
 
-def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Policy:
+def parse_policy(
+    data: bytes, path: Path, coordinates: Mapping[str, str], *, non_null: Collection[str]
+) -> Policy:
     """Parse and validate the policy text ``data`` (read from ``path``) against ``coordinates``.
 
     ``coordinates`` is :func:`gateway.execution.schema.schema_coordinates` of the served schema
-    (``Type.field`` → named type). Raises :class:`PolicyError` (naming the file and each offending
-    item) when the text is not valid YAML or does not validate; findings that do not stop the
-    load are in :attr:`Policy.warnings`. Reads nothing: the caller reads the file
+    (``Type.field`` → named type); ``non_null`` its non-null fields below the root
+    (:func:`gateway.execution.schema.non_null_coordinates`): a grant that gives a type but
+    refuses one of them is an error (:mod:`gateway.policy.non_null`). Raises
+    :class:`PolicyError` (naming the file and each offending item) when the text is not valid
+    YAML or does not validate; findings that do not stop the load are in
+    :attr:`Policy.warnings`. Reads nothing: the caller reads the file
     (:func:`gateway.assembly.policy_file.load_policy`).
     """
     problems = _Problems(path)
@@ -201,7 +207,7 @@ def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Pol
         raise PolicyError(problems.errors)
 
     lint(problems.warn, purposes, rules, coordinates)
-    return Policy(
+    policy = Policy(
         path=path,
         version=hashlib.sha256(data).hexdigest(),
         label=label,
@@ -214,6 +220,10 @@ def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Pol
         _by_oin=MappingProxyType({o.oin: o for o in organisations.values()}),
         _known_roles=frozenset(role for rule in rules for role in rule.roles if role != WILDCARD),
     )
+    refused = non_null_problems(policy, non_null)
+    if refused:
+        raise PolicyError(f"{path}: {problem}" for problem in refused)
+    return policy
 
 
 def _items(raw: object, key: str, problems: _Problems) -> list[object]:

@@ -16,19 +16,21 @@ The rules (:func:`tally`):
   since a quota is never handed back), each person a trail search names; a statistic is one
   unit for an aggregates-only purpose.
 * Every identifier is validated first (:mod:`gateway.identifiers`): a malformed one refuses the
-  request with ``BAD_USER_INPUT`` before anything is fetched.
+  request with ``BAD_USER_INPUT`` before anything is fetched — and before anything is charged,
+  as are a surname that is not printable text and a trail search's bounds (:func:`moment`, the
+  one parser of ``sinds``/``tot``, also used by the resolver).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
 from gateway.errors import Code, GatewayError
-from gateway.identifiers import has_control_characters, is_identifier, is_vnummer
+from gateway.identifiers import is_identifier, is_vnummer
 from gateway.policy.model import Purpose
 
 
@@ -67,6 +69,11 @@ SEARCH_LIMIT: Final = 5
 TRAIL_SEARCH_LIMIT: Final = 500
 #: The longest surname a search accepts.
 MAX_SURNAME: Final = 200
+#: The longest ``sinds``/``tot`` text, and the range a trail search may name: the trail has no
+#: records before or after it, and bounds outside it overflow date arithmetic (year 1 at +01:00).
+MAX_MOMENT: Final = 40
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,17 +207,42 @@ def _count(root: RootRequest, purpose: Purpose, result: Tally) -> None:
 
 def _check_search(arguments: Mapping[str, Any]) -> None:
     surname = arguments.get("geslachtsnaam")
+    # Printable text only: no control or format characters (bidi overrides, zero-width), no
+    # lone surrogates (they cannot be sent to the registry as UTF-8), no separators but space.
     if (
         not isinstance(surname, str)
         or len(surname) > MAX_SURNAME
         or not surname.strip()
-        or has_control_characters(surname)
+        or not surname.isprintable()
     ):
         raise GatewayError(
             Code.BAD_USER_INPUT,
-            f"geslachtsnaam must be 1-{MAX_SURNAME} characters without control characters.",
+            f"geslachtsnaam must be 1-{MAX_SURNAME} printable characters.",
             argument="geslachtsnaam",
         )
+
+
+def moment(value: Any, name: str) -> datetime | None:
+    """A trail search's ``sinds``/``tot`` as an aware UTC date-time (naive text is UTC), or
+    None when absent; ``BAD_USER_INPUT`` naming ``name`` when it is not an ISO 8601 date-time
+    between :data:`EARLIEST` and :data:`LATEST`. The one parser: counting checks with it before
+    anything is charged, and the resolver reads the same value with it."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or len(value) > MAX_MOMENT or not value.isascii():
+            raise ValueError(name)
+        parsed = datetime.fromisoformat(value)
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if not EARLIEST <= parsed < LATEST:
+            raise ValueError(name)
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 overflows going to UTC
+        raise GatewayError(
+            Code.BAD_USER_INPUT,
+            f"{name} must be an ISO 8601 date-time between {EARLIEST.year} and {LATEST.year}.",
+            argument=name,
+        ) from None
+    return parsed
 
 
 def _check_trail_search(arguments: Mapping[str, Any]) -> None:
@@ -225,14 +257,4 @@ def _check_trail_search(arguments: Mapping[str, Any]) -> None:
     elif organisation is not None:
         check_identifier(organisation, "oin", "organisatie")
     for name in ("sinds", "tot"):
-        value = arguments.get(name)
-        if value is None:
-            continue
-        try:
-            if not isinstance(value, str) or len(value) > 40 or not value.isascii():
-                raise ValueError(name)
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise GatewayError(
-                Code.BAD_USER_INPUT, f"{name} must be an ISO 8601 date-time.", argument=name
-            ) from None
+        moment(arguments.get(name), name)
