@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -56,6 +57,7 @@ def _bare_app() -> Any:
 
     from bench.common import dataset
     from bench.variants import bare_schema, encode
+    from gateway.pipeline.answer import Answer
     from mocks import Population
 
     schema = bare_schema(dataset(Population(), 100).records)
@@ -68,7 +70,7 @@ def _bare_app() -> Any:
             operation_name=body.get("operationName"),
         )
         # The gateway's encoding (Answer.encode), so only the work in between differs.
-        data = json.dumps(encode(result), separators=(",", ":"), ensure_ascii=False).encode()
+        data = Answer(200, encode(result)).encode()
         return Response(data, media_type="application/json")
 
     async def healthz(_: Request) -> Response:
@@ -337,14 +339,46 @@ def parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
+#: A generator using this share of its one thread's core (CPU time / wall time) or more may be
+#: what limits the rate: its phase gives no ratio.
+SATURATED = 0.9
+
+
+def ensure_wrk() -> str | None:
+    """``wrk`` on PATH, installed with apt (Debian package ``wrk``) when missing and possible;
+    ``None`` when it cannot be had (the httpx driver is used then, and the summary says so)."""
+    found = shutil.which("wrk")
+    if found is not None:
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return None
+    sudo: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "wrk"]):
+        done = subprocess.run(
+            [*sudo, *command], capture_output=True, timeout=600, check=False, env=env
+        )
+        if done.returncode != 0:
+            return None
+    return shutil.which("wrk")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class WrkLoad:
-    """``wrk`` (one thread) per phase: bounded by ``-d`` and a subprocess timeout."""
+    """``wrk`` (one thread) per phase: bounded by ``-d`` and a subprocess timeout. The
+    generator's CPU share is its CPU time (user + system, from the children's rusage) over
+    the phase's wall time."""
 
     name = "wrk"
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, binary: str) -> None:
         self.work = work
-        self.binary = shutil.which("wrk") or "wrk"
+        self.binary = binary
 
     def phase(self, server: Server, body: str, counts: HttpCounts) -> dict[str, Any]:
         script = self.work / f"wrk-{server.name}.lua"
@@ -353,6 +387,7 @@ class WrkLoad:
             lines.append(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}")
         script.write_text("\n".join(lines) + "\n")
         seconds = max(1, round(counts.phase_seconds))
+        cpu_before, wall_before = _children_cpu(), time.perf_counter()
         completed = subprocess.run(
             [
                 self.binary,
@@ -371,9 +406,13 @@ class WrkLoad:
             timeout=seconds + 60,
             check=False,
         )
+        wall = time.perf_counter() - wall_before
+        cpu = _children_cpu() - cpu_before
         if completed.returncode != 0:
             raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
-        return parse_wrk(completed.stdout)
+        result = parse_wrk(completed.stdout)
+        result["client_cpu"] = round(cpu / wall, 3) if wall else None
+        return result
 
     def close(self) -> None:
         return None
@@ -409,8 +448,11 @@ def summarise(phases: list[dict[str, Any]]) -> dict[str, Any]:
         values = [p[key] for p in phases if p.get(key) is not None]
         return round(median(values), 2) if values else None
 
+    shares = [p["client_cpu"] for p in phases if p.get("client_cpu") is not None]
     return {
         "rps": med("rps"),
+        "client_cpu_max": max(shares) if shares else None,
+        "generator_saturated": bool(shares) and max(shares) >= SATURATED,
         "p50_ms": med("p50_ms"),
         "p90_ms": med("p90_ms"),
         "p99_ms": med("p99_ms"),
@@ -515,8 +557,10 @@ def run_http(
                 {"state": str(state_pg), "policy": str(policy), "store": postgres_url},
             )
         )
-    use_wrk = client == "wrk" or (client == "auto" and shutil.which("wrk") is not None)
-    load: HttpxLoad | WrkLoad = WrkLoad(work) if use_wrk else HttpxLoad()
+    wrk = ensure_wrk() if client in ("wrk", "auto") else None
+    if client == "wrk" and wrk is None:
+        raise RuntimeError("wrk is not installed and could not be installed with apt-get")
+    load: HttpxLoad | WrkLoad = WrkLoad(work, wrk) if wrk is not None else HttpxLoad()
     results: dict[str, Any] = {"client": load.name, "concurrency": counts.concurrency}
     try:
         with _servers(specs, work) as servers:

@@ -25,6 +25,7 @@ from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from bench.common import ORGANISATION, PURPOSE, ROLES
+from bench.store import ChainBufferStore
 from gateway import domain
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running, start_gateway
@@ -218,7 +219,10 @@ _naive: Any = _naive_domain()
 
 
 def naive_schema(records: Mapping[str, Any], provider: TracerProvider) -> strawberry.Schema:
-    """Per-field permission classes plus Strawberry's OpenTelemetry extension (span per field)."""
+    """A permission class on every field (each field asks the policy's allowed set) plus
+    Strawberry's OpenTelemetry extension: spans for the operation's phases and the root
+    resolver — strawberry does not trace fields read by the default resolver, so a person
+    query ends the same few spans at any size (the summary prints the count)."""
 
     @strawberry.type(name="Query")
     class NaiveQuery:
@@ -276,7 +280,7 @@ class KetenpoortRunner:
     """The gateway's path after authentication: request span, then :meth:`Gateway.execute`."""
 
     running: Running
-    store: MemoryAuditStore
+    store: ChainBufferStore
     exporter: NullExporter
     spans: SpanCounter
     principal: Principal
@@ -329,8 +333,9 @@ def dev_token(settings: Settings, policy_oin: str, subject: str = "regievoerder-
 
 
 async def start_ketenpoort(settings: Settings, mocks: Any) -> KetenpoortRunner:
-    """A gateway with an in-memory audit store and a no-op exporter behind a batch processor."""
-    store = MemoryAuditStore()
+    """A gateway committing to :class:`ChainBufferStore` (the real audit path minus the SQL
+    write), spans through a batch processor to a no-op exporter."""
+    store = ChainBufferStore()
     exporter = NullExporter()
     running = await start_gateway(settings, audit_store=store, exporter=exporter, mocks=mocks)
     gateway = running.gateway

@@ -1,6 +1,6 @@
 """Typed configuration: one :class:`Settings`, read from ``KETENPOORT_*`` or built in code.
 
-Every setting of ``ketenpoort serve`` has an environment variable (DESIGN.md, Interfaces); the
+Every setting of ``ketenpoort serve`` has an environment variable (docs/design.md); the
 CLI's flags override the environment, and tests build ``Settings`` directly.
 """
 

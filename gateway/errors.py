@@ -11,7 +11,7 @@ from typing import Any
 
 
 class Code(StrEnum):
-    """The `extensions.code` values of DESIGN.md (Interfaces). Stable: clients switch on them."""
+    """The `extensions.code` values (docs/design.md, Interfaces): stable, clients switch on them."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PURPOSE_REQUIRED = "PURPOSE_REQUIRED"

@@ -4,12 +4,12 @@ Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
 ``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).
 
 Each group of batches is one transaction: lock the one-row chain head (``SELECT ... FOR
-UPDATE``, which also says which of the group's decision sets exist), write the missing sets,
-link the entries after the head, ``COPY`` entries and subject rows in, move the head. The row
-lock makes the chain linear across every gateway process sharing the database; seq is the
-head's counter, so it has no gaps (a sequence would leave gaps on rollback). ``recorded_at`` is
-the server's ``clock_timestamp()`` under that lock (one clock for all processes), never earlier
-than the previous transaction's.
+UPDATE``, which also says which of the group's decision sets exist), link the entries after
+the head, then write the missing sets, the entries, the subject rows and the moved head in one
+statement (one round trip). The row lock makes the chain linear across every gateway process
+sharing the database; seq is the head's counter, so it has no gaps (a sequence would leave gaps
+on rollback). ``recorded_at`` is the server's ``clock_timestamp()`` under that lock (one clock
+for all processes), never earlier than the previous transaction's.
 
 Every connection runs with ``synchronous_commit = on`` whatever the server's default, because
 ``commit()`` promises durability before the response leaves.
@@ -107,14 +107,48 @@ _HEAD_FOR_UPDATE = (
     "ARRAY(SELECT id FROM audit_decision_set WHERE id = ANY($1::text[])) AS present "
     "FROM audit_chain_head WHERE id = 1 FOR UPDATE"
 )
-_INSERT_SETS = (
-    "INSERT INTO audit_decision_set (id, encoding) "
-    "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO NOTHING"
-)
-_SET_HEAD = (
-    "UPDATE audit_chain_head SET seq = $1, hash = $2, recorded_at = $3, anchor_seq = $4, "
-    "anchor_hash = $5 WHERE id = 1"
-)
+#: Column types of ``audit_entry`` (:data:`ENTRY_COLUMNS` order) and ``audit_entry_subject``.
+_ENTRY_TYPES = (
+    "bigint", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "integer", "integer", "text", "timestamptz",
+    "text", "text",
+)  # fmt: skip
+_SUBJECT_TYPES = ("bigint", "integer", "text", "text")
+
+
+def _append_statement() -> str:
+    """Missing decision sets, the group's entries and subject rows, and the moved head: one
+    statement (data-modifying CTEs), its rows as one array parameter per column."""
+    n = 2
+    entry_args = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_ENTRY_TYPES, start=1))
+    n += len(_ENTRY_TYPES)
+    subject_args = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_SUBJECT_TYPES, start=1))
+    n += len(_SUBJECT_TYPES)
+    head = ", ".join(
+        f"{column} = ${n + i}"
+        for i, column in enumerate(
+            ("seq", "hash", "recorded_at", "anchor_seq", "anchor_hash"), start=1
+        )
+    )
+    return (
+        "WITH sets AS (INSERT INTO audit_decision_set (id, encoding) "  # noqa: S608 (constants)
+        "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO NOTHING), "
+        f"entries AS (INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "
+        f"SELECT * FROM unnest({entry_args})), "
+        f"subjects AS (INSERT INTO audit_entry_subject ({', '.join(SUBJECT_COLUMNS)}) "
+        f"SELECT * FROM unnest({subject_args})) "
+        f"UPDATE audit_chain_head SET {head} WHERE id = 1"
+    )
+
+
+_APPEND = _append_statement()
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (``width`` empty lists for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 _SELECT_ENTRIES = (
     f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608 (constant columns)
     "WHERE seq > $1 ORDER BY seq LIMIT $2"
@@ -237,8 +271,6 @@ class PostgresAuditStore(GroupCommitStore):
             for set_id, encoding in prepared.sets.items()
             if set_id not in present
         }
-        if missing:
-            await conn.execute(_INSERT_SETS, list(missing), list(missing.values()))
         entries, subjects, seq, last = link(
             batches,
             head_seq=head["seq"],
@@ -246,11 +278,19 @@ class PostgresAuditStore(GroupCommitStore):
             recorded_at=now,
             recorded_at_text=ts(now),
         )
-        await conn.copy_records_to_table("audit_entry", records=entries, columns=ENTRY_COLUMNS)
-        await conn.copy_records_to_table(
-            "audit_entry_subject", records=subjects, columns=SUBJECT_COLUMNS
+        # One statement, one round trip: a commit waits for every round trip of its group, and
+        # on a busy machine each one waits for the server process to be scheduled.
+        await conn.execute(
+            _APPEND,
+            list(missing),
+            list(missing.values()),
+            *_columns(entries, len(_ENTRY_TYPES)),
+            *_columns(subjects, len(_SUBJECT_TYPES)),
+            seq,
+            last,
+            now,
+            *anchor,
         )
-        await conn.execute(_SET_HEAD, seq, last, now, *anchor)
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()

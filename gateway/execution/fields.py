@@ -44,7 +44,21 @@ def fetcher_for(state: RequestState) -> PersonFetcher:
     return state.fetcher
 
 
-def _nothing_given(decisions: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
+def out_of_scope_error(purpose_id: str) -> GatewayError:
+    """The error in place of a person outside the purpose's row scope."""
+    return GatewayError(
+        Code.SUBJECT_OUT_OF_SCOPE,
+        f"This person is outside the scope of purpose {purpose_id}.",
+        doelbinding=purpose_id,
+    )
+
+
+def scope_unchecked_error() -> GatewayError:
+    """The error in place of a person whose scope the BVV could not check."""
+    return GatewayError(Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV")
+
+
+def nothing_given(decisions: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
     """The decisions of a person whose scope could not be checked: every 'given' an error."""
     return tuple(
         FieldDecision(d.coordinate, d.path, Decision.ERROR, Code.REGISTRY_UNAVAILABLE, d.registry)
@@ -70,22 +84,12 @@ def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutco
             results.append(overlay.apply_to_own(outcome.value))
         elif outcome.out_of_scope:
             accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
-            results.append(
-                GatewayError(
-                    Code.SUBJECT_OUT_OF_SCOPE,
-                    f"This person is outside the scope of purpose {state.purpose.id}.",
-                    doelbinding=state.purpose.id,
-                )
-            )
+            results.append(out_of_scope_error(state.purpose.id))
         elif outcome.failed:
             # The scope could not be checked: nothing of this person is released (no other
             # registry was even asked), so no decision may stay "given".
-            accesses.append(Access(root, outcome.vnummer, _nothing_given(root.decisions)))
-            results.append(
-                GatewayError(
-                    Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
-                )
-            )
+            accesses.append(Access(root, outcome.vnummer, nothing_given(root.decisions)))
+            results.append(scope_unchecked_error())
         else:  # unknown: that it is unknown was disclosed, so it is recorded
             accesses.append(Access(root, outcome.vnummer, root.not_found))
             results.append(None)

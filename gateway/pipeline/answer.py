@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from graphql import GraphQLError
 
 from gateway.errors import Code, GatewayError
@@ -59,11 +60,18 @@ class Answer:
     def encode(self) -> bytes:
         """The body as sent (:meth:`wire`), UTF-8 JSON; never fails on the strings in it.
 
-        The HTTP boundary refuses bodies with lone surrogates, so none should reach an answer;
-        should one all the same (echoed in an error message, say), the body is sent with
-        ``\\u`` escapes instead: the same JSON value the trail describes, not an HTTP 500.
+        orjson encodes it (several times faster than the standard library, which matters for a
+        50-person answer). What orjson refuses — a lone surrogate, an integer beyond 64 bits —
+        goes to the standard library. The HTTP boundary refuses bodies with lone surrogates, so
+        none should reach an answer; should one all the same (echoed in an error message, say),
+        the body is sent with ``\\u`` escapes instead: the same JSON value the trail describes,
+        not an HTTP 500.
         """
         wire = self.wire()
+        try:
+            return orjson.dumps(wire)
+        except orjson.JSONEncodeError:
+            pass
         text = json.dumps(wire, separators=(",", ":"), ensure_ascii=False)
         try:
             return text.encode()

@@ -1,6 +1,6 @@
 """The gateway service: one request from headers to an answer, recorded before it is sent.
 
-Order of a request (DESIGN.md, One request): trace → authenticate → purpose → parse/validate
+Order of a request (docs/design.md, One request): trace → authenticate → purpose → parse/validate
 (cached by text) → plan (cached per document and grant), limits, caps, quota → fetch every
 person named, one batch per registry → execute (strawberry; refusals are already laid over the
 registry objects) → commit the audit batch → answer. If the commit fails the answer is
@@ -13,41 +13,42 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import DocumentNode, ExecutionResult, GraphQLError, GraphQLNonNull, GraphQLSchema
-from graphql import execute as graphql_execute
+from graphql import DocumentNode, ExecutionResult, GraphQLNonNull
 from graphql.execution.values import get_variable_values
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import TracerProvider
 from strawberry.types import ExecutionResult as StrawberryResult
 
-from gateway.admission.officer import APPLICATION_QUOTA_FACTOR, officer_of, quota_keys
+from gateway.admission.purpose import Admission, declared
 from gateway.admission.tokens import Authenticator, Principal
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
-    Decision,
     FieldDecision,
-    SubjectAccess,
 )
 from gateway.audit.store import AuditStore
+from gateway.config import Limits
 from gateway.errors import Code, GatewayError
 from gateway.execution.cache import RecordCache
+from gateway.execution.compiled import CompiledAnswers
 from gateway.execution.context import RequestState
 from gateway.execution.fetch import Registries
 from gateway.execution.fields import fetcher_for
-from gateway.execution.introspection import filtered_schema
+from gateway.execution.introspection import VisibleSchemas, introspect
 from gateway.execution.schema import schema_coordinates
 from gateway.execution.strawberry_schema import build_schema
 from gateway.identifiers import is_identifier
 from gateway.internals import graphql_core_schema
 from gateway.observability.tracing import RequestSpan, SpanSink
 from gateway.pipeline.answer import REQUEST_LEVEL, Answer, error_answer, format_error, input_errors
+from gateway.pipeline.payload import read_payload
+from gateway.pipeline.proportion import charge_quota, check_limits, count_persons
+from gateway.pipeline.recording import Recorder
 from gateway.pipeline.refusals import (
     AnswerWouldBeNull,
     null_answer_refusal,
     refusal_decision,
-    undelivered,
 )
 from gateway.planning.document import (
     Document,
@@ -57,18 +58,11 @@ from gateway.planning.document import (
 )
 from gateway.planning.plan import RequestPlan, build_plan, select_operation
 from gateway.policy.model import Grant, Policy
-from gateway.proportionality.counting import RootRequest, Tally, tally
 from gateway.proportionality.quota import QuotaStore
 
 
-def declared(headers: Mapping[str, str]) -> tuple[str, str]:
-    """The purpose (``X-Doelbinding``) and processing activity (``X-Verwerking``) a request
-    declares, stripped; read once per request, checked by :meth:`Gateway.admit`."""
-    return headers.get("x-doelbinding", "").strip(), headers.get("x-verwerking", "").strip()
-
-
 class Gateway:
-    """Everything a request needs, built once at start (see :mod:`gateway.http.app`)."""
+    """Everything a request needs, built once at start (:mod:`gateway.assembly.runtime`)."""
 
     def __init__(
         self,
@@ -81,7 +75,7 @@ class Gateway:
         tracer_provider: TracerProvider,
         pseudonym: Any,
         authenticator: Authenticator,
-        limits: Any,
+        limits: Limits,
         trusted_documents: Mapping[str, str] | None = None,
         development: bool = True,
     ) -> None:
@@ -108,92 +102,17 @@ class Gateway:
         )
         self.documents = DocumentCache(self.core_schema, max_tokens=limits.max_tokens)
         self.coordinates = schema_coordinates(self.core_schema)
+        self.compiled = CompiledAnswers(self.core_schema)
         self._plans: dict[tuple[Any, ...], RequestPlan] = {}
-        self._admitted: dict[tuple[Principal, str, str], tuple[Grant, str] | GatewayError] = {}
-        self._filtered: dict[tuple[str, frozenset[str], str], Any] = {}
-        self._joined: dict[int, tuple[tuple[FieldDecision, ...], str, str]] = {}
+        self.admission = Admission(policy)
+        self.recorder = Recorder(policy, pseudonym, self.spans)
+        self.visible = VisibleSchemas(self.core_schema)
 
     # ---- purpose ---------------------------------------------------------------------------
 
     def admit(self, principal: Principal, headers: Mapping[str, str]) -> tuple[Grant, str, str]:
         """Check the declared purpose; return (grant, processing activity URI, officer)."""
-        return self._admit(principal, *declared(headers), headers)
-
-    def _admit(
-        self, principal: Principal, purpose_id: str, activity: str, headers: Mapping[str, str]
-    ) -> tuple[Grant, str, str]:
-        """:meth:`admit` of a purpose and activity already read by :func:`declared`."""
-        if not purpose_id or not activity:
-            raise GatewayError(
-                Code.PURPOSE_REQUIRED,
-                "Declare the purpose (X-Doelbinding) and processing activity (X-Verwerking).",
-            )
-        if not is_identifier(purpose_id, "policy_id") or not is_identifier(activity, "activity"):
-            raise GatewayError(
-                Code.BAD_USER_INPUT,
-                "X-Doelbinding and X-Verwerking are identifiers (ASCII letters, digits, _ . -).",
-            )
-        officer = officer_of(principal, headers)
-        key = (principal, purpose_id, activity)
-        admitted = self._admitted.get(key)
-        if admitted is None:
-            try:
-                admitted = self._admission(principal, purpose_id, activity)
-            except GatewayError as error:
-                admitted = error
-            if len(self._admitted) > 4096:
-                self._admitted.clear()
-            self._admitted[key] = admitted
-        if isinstance(admitted, GatewayError):
-            raise admitted
-        return admitted[0], admitted[1], officer
-
-    def _admission(self, principal: Principal, purpose_id: str, activity: str) -> tuple[Grant, str]:
-        """The policy's answer for a principal, a purpose and an activity (pure: cached)."""
-        organisation = self.policy.organisation_by_oin(principal.oin)
-        purpose = self.policy.purposes.get(purpose_id)
-        if organisation is None or organisation.id != principal.organisation or purpose is None:
-            raise GatewayError(
-                Code.PURPOSE_NOT_GRANTED,
-                f"Purpose {purpose_id} is not granted.",
-                doelbinding=purpose_id,
-            )
-        if purpose.status == "verboden":
-            raise GatewayError(
-                Code.PURPOSE_FORBIDDEN,
-                f"Purpose {purpose_id} is forbidden: {purpose.status_reason}",
-                doelbinding=purpose_id,
-                reden=purpose.status_reason,
-            )
-        if purpose.status == "opgeschort":
-            raise GatewayError(
-                Code.PURPOSE_SUSPENDED,
-                f"Purpose {purpose_id} is suspended: {purpose.status_reason}",
-                doelbinding=purpose_id,
-                reden=purpose.status_reason,
-            )
-        granted = purpose_id in principal.purposes and purpose_id in self.policy.purposes_for(
-            organisation.id, principal.roles
-        )
-        if not granted:
-            raise GatewayError(
-                Code.PURPOSE_NOT_GRANTED,
-                f"Purpose {purpose_id} is not granted.",
-                doelbinding=purpose_id,
-            )
-        if activity not in purpose.processing_activities:
-            # Granted, so the caller may know the activities: name them, it is the fix.
-            registered = list(purpose.processing_activities)
-            raise GatewayError(
-                Code.PROCESSING_ACTIVITY_NOT_REGISTERED,
-                f"Processing activity {activity!r} (X-Verwerking) is not registered for "
-                f"purpose {purpose_id}; registered: {', '.join(registered) or 'none'}.",
-                doelbinding=purpose_id,
-                verwerking=activity,
-                geregistreerd=registered,
-            )
-        grant = self.policy.grant(organisation.id, principal.roles, purpose_id)
-        return grant, self.policy.processing_activity_uri(activity)
+        return self.admission.admit(principal, *declared(headers), headers)
 
     # ---- before execution: plan, limits, caps, quota, fetch ----------------------------------
 
@@ -235,18 +154,18 @@ class Gateway:
         Raises a :class:`GatewayError` to refuse the request: nothing has been fetched then.
         ``state.tally`` holds what was counted, also when refused.
         """
-        self._check_limits(plan)
+        check_limits(plan, self.limits)
         if plan.introspection:
             if plan.roots:
                 raise GatewayError(
                     Code.BAD_USER_INPUT, "Ask introspection in an operation of its own."
                 )
             return
-        counted = self._count(state, plan, variables)
+        counted = count_persons(state, plan, variables, self.limits)
         refusal = null_answer_refusal(plan, self.non_null_roots)
         if refusal is not None:
             raise refusal
-        await self._charge(state, counted.units)
+        await charge_quota(self.quota_store, state, counted.units)
         state.plan = plan
         if counted.named:
             # Every person named by any root field (aliases included), one batch per registry.
@@ -254,104 +173,7 @@ class Gateway:
             outcomes = await fetcher.persons(list(counted.named))
             state.persons = {outcome.vnummer: outcome for outcome in outcomes}
 
-    def _check_limits(self, plan: RequestPlan) -> None:
-        limits = self.limits
-        if (
-            plan.depth > limits.max_depth
-            or plan.aliases > limits.max_aliases
-            or plan.fields > limits.max_fields
-        ):
-            raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too complex.")
-
-    def _count(self, state: RequestState, plan: RequestPlan, variables: Mapping[str, Any]) -> Tally:
-        """Validate every identifier and count every root (refused ones too) against the cap
-        (:mod:`gateway.proportionality.counting`)."""
-        roots = (
-            RootRequest(root.field_name, root.argument_values(variables), root.refusal is not None)
-            for root in plan.roots.values()
-        )
-        counted = tally(roots, state.purpose, into=state.tally)
-        if plan.fields * max(counted.persons, 1) > self.limits.max_cost:
-            raise GatewayError(Code.QUERY_TOO_COMPLEX, "The query is too costly.")
-        return counted
-
-    async def _charge(self, state: RequestState, units: int) -> None:
-        """Charge the daily quota: per (token subject, officer), and for an application acting
-        for officers also against its application-wide ceiling (gateway.admission.officer)."""
-        purpose = state.purpose
-        if not units or not purpose.quota_per_day:
-            return
-        own, ceiling = quota_keys(state.principal, state.officer)
-        charges = [(own, purpose.quota_per_day)]
-        if ceiling is not None:
-            charges.append((ceiling, purpose.quota_per_day * APPLICATION_QUOTA_FACTOR))
-        for key, limit in charges:
-            decision = await self.quota_store.reserve(key, purpose.id, units, limit)
-            if not decision.granted:
-                raise GatewayError(
-                    Code.QUOTA_EXCEEDED,
-                    f"Daily quota of {decision.limit} persons for {purpose.id} reached.",
-                    retryAfter=decision.retry_after,
-                )
-
-    def introspect(
-        self,
-        state: RequestState,
-        document: DocumentNode,
-        variables: Mapping[str, Any],
-        operation_name: str | None,
-    ) -> ExecutionResult:
-        schema = self._filtered_schema(state.grant)
-        if schema is None:
-            return ExecutionResult(
-                data=None, errors=[GraphQLError("Nothing in this schema is visible to you.")]
-            )
-        result = graphql_execute(
-            schema, document, variable_values=dict(variables), operation_name=operation_name
-        )
-        assert isinstance(result, ExecutionResult)
-        return result
-
-    def _filtered_schema(self, grant: Grant) -> GraphQLSchema | None:
-        """The schema this grant may see (cached per grant): introspection and validation
-        messages are answered from it."""
-        key = (grant.organisation, grant.roles, grant.purpose.id)
-        if key not in self._filtered:
-            self._filtered[key] = filtered_schema(self.core_schema, grant.allowed)
-        schema: GraphQLSchema | None = self._filtered[key]
-        return schema
-
     # ---- one request -----------------------------------------------------------------------
-
-    def _context(
-        self,
-        principal: Principal,
-        officer: str,
-        purpose: str | None,
-        grant: Grant | None,
-        activity: str | None,
-        span: RequestSpan,
-        started: datetime,
-    ) -> AccessContext:
-        organisation = self.policy.organisation_by_oin(principal.oin)
-        legal_basis = grant.purpose.grondslag if grant is not None else None
-        if grant is None and purpose is not None and purpose in self.policy.purposes:
-            legal_basis = self.policy.purposes[purpose].grondslag
-        return AccessContext(
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_span_id=span.parent_span_id,
-            start_time=started,
-            organisation_oin=principal.oin,
-            organisation=organisation.id if organisation else principal.organisation,
-            officer=officer,
-            authenticated_as=principal.subject,
-            roles=principal.roles,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            processing_activity=activity,
-            policy_version=self.policy.version,
-        )
 
     def request_span(self, headers: Mapping[str, str]) -> RequestSpan:
         """The request's span, continuing the caller's W3C ``traceparent`` if it sent one."""
@@ -396,9 +218,13 @@ class Gateway:
         recorded_purpose = purpose_id if is_identifier(purpose_id, "policy_id") else None
         officer = principal.subject
         try:
-            grant, activity, officer = self._admit(principal, purpose_id, activity_id, headers)
+            grant, activity, officer = self.admission.admit(
+                principal, purpose_id, activity_id, headers
+            )
         except GatewayError as error:
-            context = self._context(principal, officer, recorded_purpose, None, None, span, started)
+            context = self.recorder.context(
+                principal, officer, recorded_purpose, None, None, span, started
+            )
             return await self._record_refusal(context, error)
         return await self.execute(principal, officer, grant, activity, payload, span, started)
 
@@ -458,12 +284,12 @@ class Gateway:
             audit_store=self.audit_store,
             pseudonym=self.pseudonym,
         )
-        context = self._context(
+        context = self.recorder.context(
             principal, officer, grant.purpose.id, grant, activity, span, started
         )
         span.attributes["dpl.core.processing_activity_id"] = activity  # the register's URI
         try:
-            query, variables, operation_name = self._document(payload)
+            query, variables, operation_name = read_payload(payload, self.trusted_documents)
         except GatewayError as error:
             return await self._record_refusal(context, error)
         document = self.documents.get(query)
@@ -471,7 +297,7 @@ class Gateway:
             code = Code.QUERY_TOO_COMPLEX if document.too_complex else Code.BAD_USER_INPUT
             # Told against the caller's own schema: no type or field it may not see is named
             # or suggested ("Did you mean 'religie'?").
-            caller_errors = errors_for_caller(document, self._filtered_schema(grant))
+            caller_errors = errors_for_caller(document, self.visible.schema_for(grant))
             return await self._record_refusal(
                 context,
                 GatewayError(code, caller_errors[0].message),
@@ -491,7 +317,7 @@ class Gateway:
                 # Told against the caller's own schema, like validation errors: no enum value
                 # or type it may not see is named or suggested ("Did you mean 'LOCATIE'?").
                 told = variable_errors_for_caller(
-                    document, operation, variables or {}, self._filtered_schema(grant)
+                    document, operation, variables or {}, self.visible.schema_for(grant)
                 )
                 return await self._record_refusal(
                     context,
@@ -508,26 +334,18 @@ class Gateway:
             )
         except GatewayError as error:
             return await self._record_refusal(context, error, identifiers=state.tally.identifiers)
-        result: ExecutionResult | StrawberryResult
-        if plan.introspection:
-            result = self.introspect(state, document.node, given, operation_name)
-        else:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=state,
-                operation_name=operation_name,
-            )
-        errors = [format_error(e) for e in result.errors or ()]
-        body: dict[str, Any] = {"data": result.data}
+        data, errors = await self._answer(
+            state, plan, document.node, query, given, variables, operation_name, span
+        )
+        body: dict[str, Any] = {"data": data}
         if errors:
             body["errors"] = errors
         status = 200
-        if result.data is None and errors:
+        if data is None and errors:
             code = errors[0]["extensions"].get("code")
             if code in REQUEST_LEVEL:
                 status = GatewayError(Code(code), "").http_status
-        batch = self._batch(context, state, result.data is None and bool(errors), errors)
+        batch = self.recorder.batch(context, state, data is None and bool(errors), errors)
         if batch.subjects or batch.request_decisions:
             try:
                 await self.audit_store.commit(batch)
@@ -535,7 +353,7 @@ class Gateway:
                 span.error = audit_error.code.value
                 return error_answer(audit_error)
         span.attributes["ketenpoort.subjects"] = len(batch.subjects)
-        self._subject_spans(batch, span)
+        self.recorder.subject_spans(batch, span)
         answer = Answer(status, body)
         if status == 429:
             retry = errors[0]["extensions"].get("retryAfter")
@@ -543,100 +361,37 @@ class Gateway:
                 answer.headers["retry-after"] = str(retry)
         return answer
 
-    def _batch(
+    async def _answer(
         self,
-        context: AccessContext,
         state: RequestState,
-        nulled: bool,
-        errors: list[dict[str, Any]],
-    ) -> AuditBatch:
-        """The request's audit batch. An answer nulled by an error carried nothing: then no
-        decision stays 'given', and the request-level record says why."""
-        accesses = [(self.pseudonym(a.vnummer), a.decisions) for a in state.accesses]
-        request_decisions = list(state.request_decisions)
-        if nulled:
-            code = str(errors[0]["extensions"].get("code"))
-            accesses = [(subject, undelivered(d, code)) for subject, d in accesses]
-            request_decisions = [
-                refusal_decision(code, state.tally.identifiers),
-                *undelivered(request_decisions, code),
-            ]
-        return AuditBatch(
-            context,
-            datetime.now(UTC),
-            [SubjectAccess(subject, decisions) for subject, decisions in accesses],
-            request_decisions,
+        plan: RequestPlan,
+        document: DocumentNode,
+        query: str,
+        given: Mapping[str, Any],
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        span: RequestSpan,
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """The response's data and errors: the plan's compiled builder, else strawberry's
+        execution (introspection, and whatever the compiler leaves to it)."""
+        compiled = self.compiled.answer(
+            state, plan, document, operation_name, given, span.attributes
         )
-
-    def _document(
-        self, payload: Mapping[str, Any]
-    ) -> tuple[str, dict[str, Any] | None, str | None]:
-        query = payload.get("query")
-        variables = payload.get("variables")
-        operation_name = payload.get("operationName")
-        extensions = payload.get("extensions")
-        if self.trusted_documents is not None:
-            digest = None
-            if isinstance(extensions, dict):
-                persisted = extensions.get("persistedQuery")
-                if isinstance(persisted, dict):
-                    digest = persisted.get("sha256Hash")
-            if digest is None and isinstance(query, str):
-                import hashlib
-
-                digest = hashlib.sha256(query.encode()).hexdigest()
-            trusted = self.trusted_documents.get(digest) if isinstance(digest, str) else None
-            if trusted is None:
-                raise GatewayError(
-                    Code.PERSISTED_QUERY_NOT_FOUND, "Only trusted documents are executed here."
-                )
-            query = trusted
-        if not isinstance(query, str) or not query.strip():
-            raise GatewayError(Code.BAD_USER_INPUT, "A request needs a query string.")
-        if variables is not None and not isinstance(variables, dict):
-            raise GatewayError(Code.BAD_USER_INPUT, "variables must be an object.")
-        if operation_name is not None and not isinstance(operation_name, str):
-            raise GatewayError(Code.BAD_USER_INPUT, "operationName must be a string.")
-        return query, variables, operation_name
-
-    def _subject_spans(self, batch: AuditBatch, request: RequestSpan) -> None:
-        """One span per data subject with the LDV attributes and the coordinates decided."""
-        if not batch.subjects:
-            return
-        parent = request.context
-        start = int(batch.context.start_time.timestamp() * 1e9)
-        end = int(batch.end_time.timestamp() * 1e9)
-        activity = batch.context.processing_activity or ""
-        spans = self.spans
-        for subject in batch.subjects:
-            given, refused = self._joined_decisions(subject.decisions)
-            spans.emit(
-                "betrokkene",
-                spans.child(parent),
-                parent,
-                start,
-                end,
-                {
-                    "dpl.core.processing_activity_id": activity,
-                    "dpl.core.data_subject_id": subject.subject,
-                    "dpl.core.data_subject_id_type": "vnummer",
-                    "ketenpoort.given": given,
-                    "ketenpoort.refused": refused,
-                },
+        if compiled is not None:
+            return compiled
+        result: ExecutionResult | StrawberryResult
+        if plan.introspection:
+            result = introspect(
+                self.visible.schema_for(state.grant), document, given, operation_name
             )
-
-    def _joined_decisions(self, decisions: tuple[FieldDecision, ...]) -> tuple[str, str]:
-        cached = self._joined.get(id(decisions))
-        if cached is not None and cached[0] is decisions:
-            return cached[1], cached[2]
-        given = ",".join(d.coordinate for d in decisions if d.decision is Decision.GIVEN)
-        refused = ",".join(
-            f"{d.coordinate}:{d.reason}" for d in decisions if d.decision is not Decision.GIVEN
-        )
-        if len(self._joined) > 4096:
-            self._joined.clear()
-        self._joined[id(decisions)] = (decisions, given, refused)
-        return given, refused
+        else:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=state,
+                operation_name=operation_name,
+            )
+        return result.data, [format_error(e) for e in result.errors or ()]
 
 
 def outcome_code(answer: Answer) -> str:
