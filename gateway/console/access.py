@@ -1,9 +1,9 @@
 """Who may use the console: the policy's VERANTWOORDING grant, checked on every page.
 
-A viewer is an authenticated :class:`~gateway.admission.tokens.Principal` whose organisation
-matches its OIN in the policy, whose token claims the purpose and whose roles the policy grants
-it (the same test the gateway applies to ``X-Doelbinding: VERANTWOORDING``), while the purpose is
-active. The check is pure and cheap, so every request repeats it instead of trusting the session.
+A viewer is an authenticated :class:`~gateway.admission.tokens.Principal` the gateway's own
+admission admits for ``X-Doelbinding: VERANTWOORDING``: its organisation matches its OIN in the
+policy, its token claims the purpose, the policy grants it to its roles, the purpose is active.
+The check is pure and cheap, so every request repeats it instead of trusting the session.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import jwt
 
+from gateway.admission.purpose import Admission
 from gateway.admission.tokens import Principal
 from gateway.audit.model import AccessContext
 from gateway.audit.reading import READING_PURPOSE
+from gateway.errors import GatewayError
 from gateway.policy.model import Policy
 
 #: Reason recorded when the policy names no rule for the grant (cannot happen once admitted).
@@ -77,23 +79,25 @@ def refused_context(policy: Policy, principal: Principal) -> AccessContext:
 
 
 def admit(policy: Policy, principal: Principal) -> Viewer | None:
-    """The viewer, when the policy grants this principal VERANTWOORDING now; else ``None``."""
-    organisation = policy.organisation_by_oin(principal.oin)
+    """The viewer, when the policy grants this principal VERANTWOORDING now; else ``None``.
+
+    The gateway's own admission decides (:class:`~gateway.admission.purpose.Admission`), for the
+    purpose's first registered processing activity.
+    """
     purpose = policy.purposes.get(READING_PURPOSE)
-    if organisation is None or organisation.id != principal.organisation or purpose is None:
+    if purpose is None or not purpose.processing_activities:
         return None
-    if not purpose.active or not purpose.processing_activities:
+    try:
+        grant, activity, _ = Admission(policy).admit(
+            principal, READING_PURPOSE, purpose.processing_activities[0], {}
+        )
+    except GatewayError:
         return None
-    if READING_PURPOSE not in principal.purposes:
-        return None
-    if READING_PURPOSE not in policy.purposes_for(organisation.id, principal.roles):
-        return None
-    grant = policy.grant(organisation.id, principal.roles, READING_PURPOSE)
-    rules = sorted(set(grant.reasons[c] for c in grant.approved)) if grant.approved else []
+    rules = sorted({grant.reasons[c] for c in grant.approved})
     return Viewer(
         principal=principal,
-        legal_basis=purpose.grondslag,
-        processing_activity=policy.processing_activity_uri(purpose.processing_activities[0]),
+        legal_basis=grant.purpose.grondslag,
+        processing_activity=activity,
         policy_version=policy.version,
         rule=",".join(rules) or CONSOLE_REASON,
     )
