@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve serve-scaled test lint bench supergraph clean
+.PHONY: install serve console serve-scaled test lint bench bench-console screenshots supergraph clean
 
 install: $(STAMP)
 
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 serve: install
 	$(BIN)/ketenpoort serve
+
+# The accountability console on http://127.0.0.1:8100 over the same trail as `make serve`.
+console: install
+	$(BIN)/ketenpoort console
+
+# Screenshots of the console's main pages (from its browser tests) into docs/console/.
+screenshots: install
+	KETENPOORT_SCREENSHOTS=docs/console $(BIN)/python -m pytest tests/test_console_browser.py -q
 
 # Two gateway processes (127.0.0.1:8001, :8002) sharing the local Redis and PostgreSQL.
 serve-scaled: install
@@ -30,6 +38,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.console_search
+
+# The console's searches over a generated 1,000,000-entry PostgreSQL trail (part of `bench`).
+bench-console: install
+	$(BIN)/python -m bench.console_search
 
 # The supergraph of the COA and IND subgraph mocks (mocks/supergraph.graphql), composed with
 # Apollo's composition library (npm, installed into tests/node); `make test` checks it is current.

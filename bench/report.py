@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.http import SATURATED
+from bench.load import SATURATED
 
 #: (name, value key in ratios, operator, target): issue 12's targets. Reported, never asserted.
 TARGETS: tuple[tuple[str, str, str, float], ...] = (

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import main
-from bench.http import parse_wrk
+from bench.load import parse_wrk
 from tests.support import POSTGRES_URL, require_postgres
 
 WRK_OUTPUT = """\

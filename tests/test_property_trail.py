@@ -232,10 +232,13 @@ def test_the_trail_says_exactly_what_the_answer_carried(
     running.gateway.audit_store = recorder
     try:
 
+        # A fixed example sequence: the floors below (every kind of path exercised at least ten
+        # times) then hold on every run instead of failing now and then by chance.
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
             database=None,
+            derandomize=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
         @given(case=obfuscated_queries(persons), other=principals(), refused=st.integers(0, 9))

@@ -29,6 +29,7 @@ from gateway.execution.schema import graphql_schema, schema_coordinates
 from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
 from gateway.observability.tracing import build_tracer_provider
 from gateway.pipeline.service import Gateway
+from gateway.policy.model import Policy
 from gateway.proportionality.quota import open_quota_store
 from resolvers import BvvClient, CoaClient, IndClient
 
@@ -55,6 +56,30 @@ def load_trusted_documents(path: Path) -> dict[str, str]:
     return data
 
 
+def load_gateway_policy(settings: Settings) -> Policy:
+    """The policy file of ``settings``, validated against the gateway's schema."""
+    return load_policy(settings.policy, schema_coordinates(graphql_schema()))
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """The token verifier of ``settings``: the JWKS (plus the development key in development
+    mode), or the development key alone; production without a JWKS is refused."""
+    if settings.jwks:
+        authenticator = Authenticator.from_jwks_source(
+            settings.jwks, issuer=settings.issuer, audience=settings.audience
+        )
+        if settings.development:
+            authenticator = authenticator.with_dev_key(load_or_create_dev_key(settings.state_dir))
+        return authenticator
+    if settings.development:
+        return Authenticator(
+            issuer=settings.issuer,
+            audience=settings.audience,
+            dev_key=load_or_create_dev_key(settings.state_dir),
+        )
+    raise ValueError("production mode needs KETENPOORT_JWKS (a JWKS file or URL)")
+
+
 async def start_gateway(
     settings: Settings,
     *,
@@ -63,8 +88,7 @@ async def start_gateway(
     mocks: Any = None,
 ) -> Running:
     """Build and open every component. Raises with a clear message when one cannot start."""
-    coordinates = schema_coordinates(graphql_schema())
-    policy = load_policy(settings.policy, coordinates)
+    policy = load_gateway_policy(settings)
     mounts: dict[str, httpx.AsyncBaseTransport] = {}
     endpoints = settings.registries
     if endpoints.embedded:
@@ -104,20 +128,7 @@ async def start_gateway(
     )
     await checkpointer.start()
     store.on_append = checkpointer.appended
-    if settings.jwks:
-        authenticator = Authenticator.from_jwks_source(
-            settings.jwks, issuer=settings.issuer, audience=settings.audience
-        )
-        if settings.development:
-            authenticator = authenticator.with_dev_key(load_or_create_dev_key(settings.state_dir))
-    elif settings.development:
-        authenticator = Authenticator(
-            issuer=settings.issuer,
-            audience=settings.audience,
-            dev_key=load_or_create_dev_key(settings.state_dir),
-        )
-    else:
-        raise ValueError("production mode needs KETENPOORT_JWKS (a JWKS file or URL)")
+    authenticator = build_authenticator(settings)
     cache = open_cache(settings.cache, settings.cache_ttl)
     quota = open_quota_store(settings.quota_store)
     trusted = (

@@ -125,8 +125,23 @@ def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
         add("e.start_time >= {}", _aware(q.since))
     if q.until is not None:
         add("e.start_time < {}", _aware(q.until))
+    if q.since is not None:
+        # Results come in seq order, not time order: without a starting point a window in the
+        # middle of a large trail walks every older entry. The first seq inside the window
+        # (exact; from the start_time index) is that starting point.
+        window = "start_time >= {}"
+        params.append(_aware(q.since))
+        window = window.format(placeholder(len(params)))
+        if q.until is not None:
+            params.append(_aware(q.until))
+            window += f" AND start_time < {placeholder(len(params))}"
+        # Only placeholders and constant text are joined here. ``seq + 0``: PostgreSQL would
+        # otherwise answer min(seq) by walking the primary key from the oldest entry.
+        clauses.append(f"e.seq >= (SELECT min(seq + 0) FROM audit_entry WHERE {window})")  # noqa: S608
     if q.after_seq is not None:
         add("e.seq > {}", q.after_seq)
+        # The same bound on the subject rows lets the join start there too.
+        add("s.entry_seq > {}", q.after_seq)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

@@ -25,16 +25,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from gateway.audit.merkle import ProofError
-from gateway.audit.model import (
-    AccessContext,
-    AuditBatch,
-    AuditQuery,
-    AuditRecord,
-    Decision,
-    FieldDecision,
-    SubjectAccess,
-)
+from gateway.audit.model import AccessContext, AuditQuery, AuditRecord
 from gateway.audit.note import NoteError
+from gateway.audit.reading import READING_PURPOSE, record_reading
 from gateway.audit.report import subject_report
 from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.audit.stores import open_store
@@ -49,7 +42,7 @@ app = typer.Typer(
 )
 
 KETENPOORT_OIN = "00000000000000000000"
-AUDIT_PURPOSE = "VERANTWOORDING"
+AUDIT_PURPOSE = READING_PURPOSE
 AUDIT_LEGAL_BASIS = "AVG art. 5 lid 2 en art. 24 (verantwoordingsplicht)"
 #: Reason recorded on the CLI's own records (the "rule" that allowed them).
 CLI_REASON = "AUDIT_CLI"
@@ -224,14 +217,13 @@ async def _record_use(
     started: dt.datetime,
 ) -> None:
     """Commit the record of this use of the trail (before anything is shown)."""
-    context = _cli_context(officer, started)
-    decision = FieldDecision(coordinate, "", Decision.GIVEN, CLI_REASON, None)
-    batch = AuditBatch(context=context, end_time=dt.datetime.now(dt.UTC))
-    if subject is None:
-        batch.request_decisions.append(decision)
-    else:
-        batch.subjects.append(SubjectAccess(subject, (decision,)))
-    await store.commit(batch)
+    await record_reading(
+        store,
+        _cli_context(officer, started),
+        coordinate=coordinate,
+        reason=CLI_REASON,
+        subjects=[subject] if subject is not None else [],
+    )
 
 
 def record_to_dict(record: AuditRecord) -> dict[str, Any]:

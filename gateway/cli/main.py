@@ -116,6 +116,58 @@ def serve(
 
 
 @app.command()
+def console(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (KETENPOORT_CONSOLE_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (KETENPOORT_CONSOLE_PORT).")] = None,
+    session: Annotated[
+        float | None,
+        typer.Option(help="Session lifetime in seconds (KETENPOORT_CONSOLE_SESSION)."),
+    ] = None,
+) -> None:
+    """Run the accountability console: the trail in a browser, for security teams and the FG.
+
+    It reads the audit store of the same settings as ``serve`` (KETENPOORT_STATE,
+    KETENPOORT_AUDIT_STORE, KETENPOORT_POLICY) and never the registries.
+    """
+    import uvicorn
+
+    from gateway.assembly.runtime import build_authenticator, load_gateway_policy
+    from gateway.console.app import create_app as create_console
+    from gateway.console.settings import ConsoleSettings
+    from gateway.policy.model import PolicyError
+
+    settings = settings_from_env()
+    try:
+        console_settings = ConsoleSettings.from_env()
+        changes = {"host": host, "port": port, "session_seconds": session}
+        console_settings = console_settings.with_(
+            **{k: v for k, v in changes.items() if v is not None}
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        load_gateway_policy(settings)
+        build_authenticator(settings)
+    except (PolicyError, OSError, ValueError) as exc:
+        fail(f"console refused: {exc}", 1)
+    typer.echo(
+        f"Ketenpoort console on http://{console_settings.host}:{console_settings.port}/ "
+        f"(audit store {settings.audit_store_url.split('://')[0]}, {settings.mode})",
+        err=True,
+    )
+    # No access log: search URLs carry the V-nummers the viewer typed.
+    uvicorn.run(
+        create_console(settings, console_settings),
+        host=console_settings.host,
+        port=console_settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
 def token(
     org: Annotated[str, typer.Option(help="Organisation id in the policy, e.g. NVIK.")],
     role: Annotated[list[str], typer.Option(help="Role (repeatable).")],
