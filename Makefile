@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve serve-scaled test lint bench soak chaos clean
+.PHONY: install serve console serve-scaled test lint bench bench-console screenshots supergraph soak chaos clean
 
 install: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/ketenpoort serve
 
+# The accountability console on http://127.0.0.1:8100 over the same trail as `make serve`.
+console: install
+	$(BIN)/ketenpoort console
+
+# Screenshots of the console's main pages (from its browser tests) into docs/console/.
+screenshots: install
+	KETENPOORT_SCREENSHOTS=docs/console $(BIN)/python -m pytest tests/test_console_browser.py -q
+
 # Two gateway processes (127.0.0.1:8001, :8002) sharing the local Redis and PostgreSQL.
 serve-scaled: install
 	$(BIN)/python scripts/serve_scaled.py
@@ -25,11 +33,21 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check gateway resolvers mocks tests bench
+	$(BIN)/ruff check gateway resolvers mocks tests bench examples
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.console_search
+
+# The console's searches over a generated 1,000,000-entry PostgreSQL trail (part of `bench`).
+bench-console: install
+	$(BIN)/python -m bench.console_search
+
+# The supergraph of the COA and IND subgraph mocks (mocks/supergraph.graphql), composed with
+# Apollo's composition library (npm, installed into tests/node); `make test` checks it is current.
+supergraph: install
+	$(BIN)/python -m tests.federation
 
 # 10 minutes of mixed traffic per scenario (SQLite; two processes on PostgreSQL + Redis):
 # bench/results/soak.{json,md,png}. Short variant: python -m bench.soak --short.

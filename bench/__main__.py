@@ -34,6 +34,7 @@ from bench.common import (
     payload,
 )
 from bench.http import FULL_HTTP, QUICK_HTTP, run_http
+from bench.merkle import merkle_costs
 from bench.report import ratios_and_targets, write_summary
 from bench.store import (
     FULL_STORE,
@@ -119,11 +120,24 @@ async def in_process(
         say(f"growth over {GROWTH} persons")
         out["growth"] = await inprocess.growth(runners, query, vnummers, GROWTH, counts)
         out["audit_in_process"] = {
+            "store": "ChainBufferStore: the store's encoding, queue, group commit and chain "
+            "hashing; no SQL write",
             "commits": ketenpoort.store.commits,
             "records": ketenpoort.store.records,
+            "rows_not_written": ketenpoort.store.rows,
             "spans_exported": ketenpoort.exporter.spans,
         }
-        misses = [t for t in ratios_and_targets(out, None)[1] if not t["met"]]
+        stats = ketenpoort.gateway.compiled.stats
+        say("compiled answer builders: build time per document, run time per kind")
+        out["compiled"] = {
+            "requests_compiled": stats["compiled"],
+            "fallbacks": stats["fallback"],
+            "fallback_reasons": {
+                k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("fallback:")
+            },
+            **await inprocess.compiled_builders(ketenpoort, query, vnummers, counts),
+        }
+        misses = [t for t in ratios_and_targets(out, None)[1] if t["met"] is False]
         if args.profile == "always" or (args.profile == "auto" and misses):
             say("profiling the ketenpoort path (cProfile), 50 and 1 person(s)")
             out["profile"] = {
@@ -144,6 +158,8 @@ async def in_process(
         say(f"audit store write throughput: PostgreSQL, {store_counts.committers} committers")
         store_write["postgresql"] = await postgres_throughput(template, store_counts)
     out["store_write"] = store_write
+    say("Merkle log: leaf hashing per request, checkpoint signing")
+    out["merkle"] = await merkle_costs(work, template, quick=args.quick)
     return out
 
 
@@ -193,6 +209,46 @@ def http_section(
     return http
 
 
+def http_profiles(
+    work: Path, policy_path: Path, query: str, results: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """pyinstrument over the real app for each HTTP target missed (or all, ``--profile
+    always``): which store, how many persons."""
+    from bench.profile_http import profile_http
+    from mocks import Population
+
+    _, targets = ratios_and_targets(results, results.get("http"))
+    wanted: dict[str, tuple[str, int]] = {}
+    for target in targets:
+        ratio = target["ratio"]
+        if not ratio.startswith("http_") or args.profile == "never":
+            continue
+        if target["met"] is False or args.profile == "always":
+            size = int(ratio.split("_")[1])
+            store = "postgresql" if "_pg_" in ratio else "sqlite"
+            wanted[f"{store}_{size}"] = (store, size)
+    population = Population()
+    seconds = 0.3 if args.quick else 4.0
+    profiles: dict[str, Any] = {}
+    for name, (store, size) in wanted.items():
+        if store == "postgresql" and args.no_postgres:
+            continue
+        say(f"profiling the HTTP path (pyinstrument): {store}, {size} person(s)")
+        vnummers = [population.vnummer(i) for i in range(size)]
+        pg_name: str | None = None
+        url = store
+        if store == "postgresql":
+            url, pg_name = asyncio.run(fresh_database())
+        try:
+            profiles[name] = asyncio.run(
+                profile_http(work, policy_path, query, vnummers, url, seconds=seconds)
+            )
+        finally:
+            if pg_name is not None:
+                asyncio.run(drop_database(pg_name))
+    return profiles
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
@@ -227,7 +283,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ),
             "limits": "max_cost=50000 (the 100-person growth point); other limits default",
             "cache": "memory, warm (every person asked once before timing), ttl 24 h",
-            "audit_store_in_process": "in-memory list (store cost measured apart: store_write)",
+            "audit_store_in_process": (
+                "the store's real commit path up to the database (record and decision-set "
+                "encoding, group-commit queue and writer, chain hashing); the SQL write is "
+                "left out (measured apart: store_write, and over HTTP)"
+            ),
             "spans": (
                 "SDK TracerProvider + BatchSpanProcessor + no-op exporter "
                 "(naive and ketenpoort alike)"
@@ -240,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.update(asyncio.run(in_process(work, policy_path, query, counts, args)))
         if not args.no_http:
             results["http"] = http_section(work, policy_path, query, args)
+            results["http_profile"] = http_profiles(work, policy_path, query, results, args)
     results["machine"]["loadavg_before"] = [round(x, 2) for x in load_before]
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     results["duration_s"] = round(time.monotonic() - started, 1)

@@ -1,19 +1,16 @@
 """Over HTTP: uvicorn (one worker, loopback), load from a second process.
 
 ``python -m bench.http serve ...`` runs one server (``bare`` or the real ``ketenpoort`` app);
-``python -m bench.http load`` is the load driver (httpx, bounded in count and time) when
-``wrk`` is not on PATH. The orchestrator (:func:`run_http`) starts the servers, checks that each
+the load comes from :mod:`bench.load` (``wrk``, or the httpx driver when ``wrk`` cannot be had).
+The orchestrator (:func:`run_http`) starts the servers, checks that each
 answers the same data, warms them, then runs load phases round-robin over the servers.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,22 +20,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
-from bench.common import count_fields, median, payload, percentile
+from bench.common import count_fields, median, payload
+from bench.load import SATURATED, HttpCounts, HttpxLoad, WrkLoad, ensure_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True, slots=True)
-class HttpCounts:
-    rounds: int
-    phase_seconds: float
-    max_requests: int
-    concurrency: int
-    warmup: int
 
 
 FULL_HTTP = HttpCounts(rounds=3, phase_seconds=4.0, max_requests=50_000, concurrency=8, warmup=30)
@@ -56,6 +45,7 @@ def _bare_app() -> Any:
 
     from bench.common import dataset
     from bench.variants import bare_schema, encode
+    from gateway.pipeline.answer import Answer
     from mocks import Population
 
     schema = bare_schema(dataset(Population(), 100).records)
@@ -68,7 +58,7 @@ def _bare_app() -> Any:
             operation_name=body.get("operationName"),
         )
         # The gateway's encoding (Answer.encode), so only the work in between differs.
-        data = json.dumps(encode(result), separators=(",", ":"), ensure_ascii=False).encode()
+        data = Answer(200, encode(result)).encode()
         return Response(data, media_type="application/json")
 
     async def healthz(_: Request) -> Response:
@@ -116,70 +106,6 @@ def serve(argv: list[str]) -> None:
         access_log=False,
         lifespan="on",
     )
-
-
-# --- the httpx load driver (child process) -------------------------------------------------------
-
-
-async def _phase(
-    clients: dict[str, httpx.AsyncClient], command: Mapping[str, Any]
-) -> dict[str, Any]:
-    url: str = command["url"]
-    concurrency: int = command["concurrency"]
-    client = clients.get(url)
-    if client is None:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        client = clients[url] = httpx.AsyncClient(limits=limits, timeout=30.0)
-    body = command["body"].encode()
-    headers = {"content-type": "application/json", **command["headers"]}
-    latencies: list[float] = []
-    errors = 0
-    issued = 0
-    deadline = time.perf_counter() + command["seconds"]
-    budget = command["max_requests"]
-
-    async def worker() -> None:
-        nonlocal errors, issued
-        while issued < budget and time.perf_counter() < deadline:
-            issued += 1
-            start = time.perf_counter_ns()
-            response = await client.post(url, content=body, headers=headers)
-            latencies.append((time.perf_counter_ns() - start) / 1e6)
-            if response.status_code != 200 or b'"errors"' in response.content:
-                errors += 1
-
-    cpu = time.process_time()
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": round(elapsed, 3),
-        "rps": len(latencies) / elapsed if elapsed else 0.0,
-        "p50_ms": percentile(latencies, 50),
-        "p90_ms": percentile(latencies, 90),
-        "p99_ms": percentile(latencies, 99),
-        "client_cpu": round(cpu / elapsed, 3) if elapsed else None,
-    }
-
-
-async def _drive() -> None:
-    """Read one JSON command per line on stdin, answer one JSON result per line on stdout."""
-    clients: dict[str, httpx.AsyncClient] = {}
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                return
-            result = await _phase(clients, json.loads(line))
-            sys.stdout.write(json.dumps(result) + "\n")
-            sys.stdout.flush()
-    finally:
-        for client in clients.values():
-            await client.aclose()
 
 
 # --- orchestration (the benchmark process) -------------------------------------------------------
@@ -253,132 +179,6 @@ def start_server(
     return Server(name, port, process, log, headers)
 
 
-class HttpxLoad:
-    """The httpx driver in a second process, kept for all phases (warm connections)."""
-
-    name = "httpx"
-
-    def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.http", "load"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-
-    def phase(self, server: Server, body: str, counts: HttpCounts) -> dict[str, Any]:
-        command = {
-            "url": server.url,
-            "headers": server.headers,
-            "body": body,
-            "concurrency": counts.concurrency,
-            "seconds": counts.phase_seconds,
-            "max_requests": counts.max_requests,
-        }
-        stdin: IO[str] | None = self.process.stdin
-        stdout: IO[str] | None = self.process.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps(command) + "\n")
-        stdin.flush()
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError("the load driver exited")
-        return dict(json.loads(line))
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-
-_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _wrk_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not match:
-        raise ValueError(f"unexpected wrk duration {text!r}")
-    return float(match.group(1)) * _WRK_UNITS[match.group(2)]
-
-
-def parse_wrk(output: str) -> dict[str, Any]:
-    """Requests, req/s, percentiles and non-2xx from ``wrk --latency`` output."""
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
-    if rps is None or total is None:
-        raise RuntimeError(f"cannot read wrk output:\n{output}")
-    percentiles = {
-        int(m.group(1)): _wrk_ms(m.group(2))
-        for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.MULTILINE)
-    }
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    if socket_errors:
-        errors += sum(int(g) for g in socket_errors.groups())
-    return {
-        "requests": int(total.group(1)),
-        "errors": errors,
-        "seconds": _wrk_ms(total.group(2) + total.group(3)) / 1000,
-        "rps": float(rps.group(1)),
-        "p50_ms": percentiles.get(50),
-        "p90_ms": percentiles.get(90),
-        "p99_ms": percentiles.get(99),
-        "client_cpu": None,
-    }
-
-
-class WrkLoad:
-    """``wrk`` (one thread) per phase: bounded by ``-d`` and a subprocess timeout."""
-
-    name = "wrk"
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.binary = shutil.which("wrk") or "wrk"
-
-    def phase(self, server: Server, body: str, counts: HttpCounts) -> dict[str, Any]:
-        script = self.work / f"wrk-{server.name}.lua"
-        lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
-        for key, value in {"content-type": "application/json", **server.headers}.items():
-            lines.append(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}")
-        script.write_text("\n".join(lines) + "\n")
-        seconds = max(1, round(counts.phase_seconds))
-        completed = subprocess.run(
-            [
-                self.binary,
-                "-t1",
-                f"-c{counts.concurrency}",
-                f"-d{seconds}s",
-                "--timeout",
-                "30s",
-                "--latency",
-                "-s",
-                str(script),
-                server.url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
-        return parse_wrk(completed.stdout)
-
-    def close(self) -> None:
-        return None
-
-
 def _check(server: Server, body: str) -> tuple[int, Any]:
     response = httpx.post(
         server.url,
@@ -409,8 +209,11 @@ def summarise(phases: list[dict[str, Any]]) -> dict[str, Any]:
         values = [p[key] for p in phases if p.get(key) is not None]
         return round(median(values), 2) if values else None
 
+    shares = [p["client_cpu"] for p in phases if p.get("client_cpu") is not None]
     return {
         "rps": med("rps"),
+        "client_cpu_max": max(shares) if shares else None,
+        "generator_saturated": bool(shares) and max(shares) >= SATURATED,
         "p50_ms": med("p50_ms"),
         "p90_ms": med("p90_ms"),
         "p99_ms": med("p99_ms"),
@@ -515,8 +318,10 @@ def run_http(
                 {"state": str(state_pg), "policy": str(policy), "store": postgres_url},
             )
         )
-    use_wrk = client == "wrk" or (client == "auto" and shutil.which("wrk") is not None)
-    load: HttpxLoad | WrkLoad = WrkLoad(work) if use_wrk else HttpxLoad()
+    wrk = ensure_wrk() if client in ("wrk", "auto") else None
+    if client == "wrk" and wrk is None:
+        raise RuntimeError("wrk is not installed and could not be installed with apt-get")
+    load: HttpxLoad | WrkLoad = WrkLoad(work, wrk) if wrk is not None else HttpxLoad()
     results: dict[str, Any] = {"client": load.name, "concurrency": counts.concurrency}
     try:
         with _servers(specs, work) as servers:
@@ -551,16 +356,13 @@ def run_http(
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("serve", "load"):
-        raise SystemExit("usage: python -m bench.http serve|load ...")
-    if argv[0] == "serve":
-        serve(argv[1:])
-    else:
-        asyncio.run(_drive())
+    if not argv or argv[0] != "serve":
+        raise SystemExit("usage: python -m bench.http serve ...")
+    serve(argv[1:])
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
 
 
-__all__ = ["FULL_HTTP", "QUICK_HTTP", "HttpCounts", "parse_wrk", "run_http"]
+__all__ = ["FULL_HTTP", "QUICK_HTTP", "run_http"]

@@ -259,3 +259,51 @@ def _short(filename: str) -> str:
         if marker in filename:
             return filename.split(marker, 1)[1]
     return _STDLIB.sub("", filename)
+
+
+async def compiled_builders(
+    run: Any, query: str, vnummers: list[str], counts: Counts, builds: int = 40
+) -> dict[str, Any]:
+    """The compiled answer builders of the ketenpoort variant: what building one costs per
+    document for each kind (closures, generated source), and what each kind costs per request
+    at 1 and 50 persons (interleaved, as the variants are).
+
+    ``run`` is the :class:`~bench.variants.KetenpoortRunner`; each kind gets a builder cache
+    of its own (swapped in per request), the gateway's own is put back afterwards.
+    """
+    from gateway.execution.compiled import CompiledAnswers
+
+    gateway = run.gateway
+    own = gateway.compiled
+    kinds = {
+        kind: CompiledAnswers(gateway.core_schema, backend=kind) for kind in ("closures", "source")
+    }
+    out: dict[str, Any] = {"default": own.backend, "promote_after": own.promote_after}
+    try:
+        for kind, compiled in kinds.items():
+            gateway.compiled = compiled
+            for _ in range(builds if counts is FULL else 3):
+                compiled.clear()  # the benchmark times a cold build
+                await run(payload(query, vnummers[:1]))
+            out[f"build_{kind}_us"] = round(median(compiled.compile_times[kind]), 1)
+
+        def runner(compiled: CompiledAnswers) -> Runner:
+            async def one(body: Mapping[str, Any]) -> dict[str, Any]:
+                gateway.compiled = compiled
+                return dict(await run(body))
+
+            return one
+
+        for size in (1, 50):
+            series = await interleaved(
+                {kind: runner(compiled) for kind, compiled in kinds.items()},
+                payload(query, vnummers[:size]),
+                rounds=max(3, counts.rounds // 3),
+                slice_ms=counts.slice_ms,
+                warmup=counts.warmup,
+            )
+            for kind, s in series.items():
+                out[f"run_{kind}_{size}_us"] = round(median(s.rounds), 1)
+    finally:
+        gateway.compiled = own
+    return out

@@ -11,7 +11,7 @@ import datetime as dt
 import sys
 import threading
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,17 @@ from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from bench.common import ORGANISATION, PURPOSE, ROLES
+from bench.store import ChainBufferStore
 from gateway import domain
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.chain import VerifyResult
+from gateway.audit.logcheck import LogCheck
+from gateway.audit.merkle import Node
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
+from gateway.audit.note import Checkpoint
+from gateway.audit.tree import TreeReader
+from gateway.audit.writer import EntryRows
 from gateway.config import Settings
 from gateway.execution.schema import schema_config
 from gateway.pipeline.answer import Answer
@@ -90,11 +96,42 @@ class MemoryAuditStore:
     async def verify(self) -> VerifyResult:
         return VerifyResult(True, 0, None, "in-memory benchmark store: nothing to verify")
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int:
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int:
+        return 0
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int:
         return 0
 
     async def ready(self) -> bool:
         return True
+
+    on_append: Callable[[int], None] | None = None
+
+    def tree(self) -> TreeReader:
+        # No leaves: the Merkle log's own cost is measured apart (bench/store.py).
+        async def nodes(wanted: list[Node]) -> dict[Node, bytes]:
+            return {}
+
+        async def size() -> int:
+            return 0
+
+        return TreeReader(nodes, size)
+
+    async def check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        return LogCheck(True, "in-memory benchmark store: nothing to check")
+
+    async def entries(self, seqs: list[int]) -> EntryRows:
+        return EntryRows([], [], {})
 
 
 class SpanCounter(SpanProcessor):
@@ -218,7 +255,10 @@ _naive: Any = _naive_domain()
 
 
 def naive_schema(records: Mapping[str, Any], provider: TracerProvider) -> strawberry.Schema:
-    """Per-field permission classes plus Strawberry's OpenTelemetry extension (span per field)."""
+    """A permission class on every field (each field asks the policy's allowed set) plus
+    Strawberry's OpenTelemetry extension: spans for the operation's phases and the root
+    resolver — strawberry does not trace fields read by the default resolver, so a person
+    query ends the same few spans at any size (the summary prints the count)."""
 
     @strawberry.type(name="Query")
     class NaiveQuery:
@@ -276,7 +316,7 @@ class KetenpoortRunner:
     """The gateway's path after authentication: request span, then :meth:`Gateway.execute`."""
 
     running: Running
-    store: MemoryAuditStore
+    store: ChainBufferStore
     exporter: NullExporter
     spans: SpanCounter
     principal: Principal
@@ -329,8 +369,9 @@ def dev_token(settings: Settings, policy_oin: str, subject: str = "regievoerder-
 
 
 async def start_ketenpoort(settings: Settings, mocks: Any) -> KetenpoortRunner:
-    """A gateway with an in-memory audit store and a no-op exporter behind a batch processor."""
-    store = MemoryAuditStore()
+    """A gateway committing to :class:`ChainBufferStore` (the real audit path minus the SQL
+    write), spans through a batch processor to a no-op exporter."""
+    store = ChainBufferStore()
     exporter = NullExporter()
     running = await start_gateway(settings, audit_store=store, exporter=exporter, mocks=mocks)
     gateway = running.gateway

@@ -1,6 +1,6 @@
 """Typed configuration: one :class:`Settings`, read from ``KETENPOORT_*`` or built in code.
 
-Every setting of ``ketenpoort serve`` has an environment variable (DESIGN.md, Interfaces); the
+Every setting of ``ketenpoort serve`` has an environment variable (docs/design.md); the
 CLI's flags override the environment, and tests build ``Settings`` directly.
 """
 
@@ -63,6 +63,12 @@ class Limits:
     max_cost: int = 5000
 
 
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway needs to start. Defaults are the embedded development setup."""
@@ -87,6 +93,11 @@ class Settings:
     issuer: str = "https://ketenpoort.example/dev"
     audience: str = "ketenpoort"
     jwks: str | None = None  # path or URL of a JWKS (production)
+    # The audit log's signed checkpoints (docs/audit-log.md).
+    log_origin: str = "ketenpoort.local/audit"  # the checkpoint origin = the key's name
+    checkpoints: str = ""  # "" = file:<state_dir>/checkpoints.txt; "none" = no file
+    checkpoint_interval: float = 60.0  # seconds at most between checkpoints of a growing log
+    checkpoint_entries: int = 1000  # ... and a checkpoint as soon as this many entries came
 
     @property
     def audit_store_url(self) -> str:
@@ -133,6 +144,18 @@ class Settings:
                 issuer=env.get("KETENPOORT_ISSUER", base.issuer),
                 audience=env.get("KETENPOORT_AUDIENCE", base.audience),
                 jwks=env.get("KETENPOORT_JWKS") or None,
+                log_origin=env.get("KETENPOORT_LOG_ORIGIN", base.log_origin),
+                checkpoints=env.get("KETENPOORT_CHECKPOINTS", base.checkpoints),
+                checkpoint_interval=_positive(
+                    "KETENPOORT_CHECKPOINT_INTERVAL",
+                    float(env.get("KETENPOORT_CHECKPOINT_INTERVAL", base.checkpoint_interval)),
+                ),
+                checkpoint_entries=int(
+                    _positive(
+                        "KETENPOORT_CHECKPOINT_ENTRIES",
+                        int(env.get("KETENPOORT_CHECKPOINT_ENTRIES", base.checkpoint_entries)),
+                    )
+                ),
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):

@@ -1,4 +1,4 @@
-"""The domain types of the gateway's schema (DESIGN.md, Domain).
+"""The domain types of the gateway's schema (docs/design.md).
 
 Attribute names are the GraphQL names (camelCase, as in the Haal Centraal APIs), because values
 arrive as the registries' JSON objects and are read with ``operator.getitem``: no conversion per

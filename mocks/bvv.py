@@ -7,18 +7,21 @@ Endpoints (all bodies JSON; errors are RFC 9457 ``application/problem+json``):
   (duplicates collapsed to the first occurrence), hold ``vnummer`` plus exactly the asked paths;
   unknown V-nummers appear in neither list. At most :data:`MAX_VNUMMERS` per call.
 * ``POST /zoeken`` ``{"geslachtsnaam", "geboortedatum", "fields", "max"?, "voorwaarde"?}`` →
-  ``{"personen": [...]}`` (plus ``"buitenVoorwaarde"`` when a voorwaarde was given): exact match on
-  surname (case and diacritics folded, no wildcard characters) and birth date, at most ``max``
-  (default 10, 1..100) matches in index order. Answers 501 for populations too large to index.
+  ``{"personen": [...]}``: exact match on surname (case and diacritics folded, no wildcard
+  characters) and birth date, only persons within the voorwaarde, at most ``max`` (default 10,
+  1..100) in index order. Matches outside the voorwaarde are not named at all, not even by
+  V-nummer: a search names nobody, so the caller has no claim to learn who else matched.
+  Answers 501 for populations too large to index.
 * ``GET /health`` → 200.
 
 Paths: ``"naam"`` is the whole sub-object, ``"naam.voornamen"`` one key inside it; for lists the
 key is applied to each element. Several paths under one parent merge; a whole-object path wins.
 ``voorwaarde`` is ``{"signaal": SOORT}`` or ``{"meldplicht": true}``; persons outside it are not
-projected at all, only listed by V-nummer in ``buitenVoorwaarde``.
+projected at all: a look-up lists them by V-nummer in ``buitenVoorwaarde`` (the caller named
+them), a search leaves them out.
 
 Recorded (:class:`mocks.registry.ServedCall`): the requested V-nummers (``/personen``) or the
-matched ones (``/zoeken``), the requested paths plus the path the scope check read
+returned ones (``/zoeken``), the requested paths plus the path the scope check read
 (``signaleringen.soort`` or ``meldplicht.actief``), and the request headers.
 """
 
@@ -257,22 +260,19 @@ class BVV(MockRegistry):
         except OngeldigVerzoekError as exc:
             return problem(400, "Bad Request", str(exc))
         try:
-            treffers = self.population.zoek(naam, datum)[:maximum]
+            treffers = self.population.zoek(naam, datum)
         except ZoekenNietBeschikbaarError as exc:
             return problem(501, "Not Implemented", str(exc))
 
         boom = projectie(velden)
-        personen: list[Record] = []
-        buiten: list[str] = []
-        for i in treffers:
-            record = self.population.record(i)
-            if voldoet(record, voorwaarde):
-                personen.append(projecteer(record, boom))
-            else:
-                buiten.append(record["vnummer"])
-        gevonden = tuple(self.population.vnummer(i) for i in treffers)
+        # The scope first, then the maximum: out-of-scope matches neither leave the registry nor
+        # crowd in-scope ones out of the answer.
+        binnen = [
+            record
+            for record in (self.population.record(i) for i in treffers)
+            if voldoet(record, voorwaarde)
+        ][:maximum]
+        personen = [projecteer(record, boom) for record in binnen]
+        gevonden = tuple(record["vnummer"] for record in binnen)
         self.record(gevonden, _opgenomen_velden(velden, voorwaarde), headers_of(request.headers))
-        antwoord: dict[str, Any] = {"personen": personen}
-        if voorwaarde is not None:
-            antwoord["buitenVoorwaarde"] = buiten
-        return JSONResponse(antwoord)
+        return JSONResponse({"personen": personen})

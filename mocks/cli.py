@@ -1,4 +1,5 @@
-"""``ketenpoort mocks``: serve the mock registries, or list synthetic V-nummers for testing.
+"""``ketenpoort mocks``: serve the mock registries, list synthetic V-nummers for testing, or print
+the supergraph of the COA and IND subgraphs (for Apollo Router, Hive Gateway and the like).
 
 ``list`` prints V-nummers in index order, one per line, at most ``--limit`` of them; the filters
 combine with AND. It walks the population lazily, so a rare filter on a large population may take a
@@ -7,6 +8,7 @@ while but never holds the population in memory.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,3 +70,29 @@ def list_(
             continue
         typer.echo(r["vnummer"])
         gevonden += 1
+
+
+@app.command()
+def supergraph(
+    coa_url: Annotated[
+        str | None, typer.Option(help="URL of the COA subgraph (default: mocks serve's).")
+    ] = None,
+    ind_url: Annotated[
+        str | None, typer.Option(help="URL of the IND subgraph (default: mocks serve's).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Print the supergraph SDL of the COA and IND subgraphs (Apollo Federation v2)."""
+    from mocks.federation import supergraph_sdl
+
+    try:
+        sdl = supergraph_sdl(coa_url, ind_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if output is None:
+        typer.echo(sdl, nl=False)
+    else:
+        output.write_text(sdl, encoding="utf-8")
+        typer.echo(f"supergraph written to {output}", err=True)

@@ -15,7 +15,7 @@ from typing import Final
 import strawberry
 
 from mocks.data import Population, Record, in_opvang_op
-from mocks.subgraph import Info, Subgraph, noteer, noteer_veld, population_of
+from mocks.subgraph import Info, Subgraph, SubgraphSchema, lookup, noteer_veld, population_of
 
 GROEPERINGEN: Final = ("LOCATIE", "GEMEENTE", "NATIONALITEIT", "VERBLIJFSSTATUS")
 
@@ -60,8 +60,7 @@ class Vreemdeling:
     @classmethod
     def resolve_reference(cls, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
         """Resolve one representation; None (null entity) for an unknown V-nummer."""
-        noteer(info, [str(vnummer)])
-        return vreemdeling_van(population_of(info), str(vnummer))
+        return lookup(info, vnummer, vreemdeling_van)
 
 
 def vreemdeling_van(population: Population, vnummer: str) -> Vreemdeling | None:
@@ -126,11 +125,11 @@ def opvangstatistiek(population: Population, peildatum: str, groepering: str) ->
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    # Shareable: IND resolves the same root field (the same person by the same key).
+    @strawberry.federation.field(shareable=True)
     def vreemdeling(self, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
         """The COA view of one person (debugging; routers use _entities)."""
-        noteer(info, [str(vnummer)])
-        return vreemdeling_van(population_of(info), str(vnummer))
+        return lookup(info, vnummer, vreemdeling_van)
 
     @strawberry.field
     def opvangstatistiek(self, info: Info, peildatum: str, groepering: str) -> list[RuweCel]:
@@ -139,8 +138,7 @@ class Query:
         return opvangstatistiek(population_of(info), peildatum, groepering)
 
 
-# This strawberry (0.34x) builds Federation v2 only; the old enable_federation_2 flag is gone.
-schema = strawberry.federation.Schema(query=Query, types=[Vreemdeling])
+schema = SubgraphSchema("COA", Query, [Vreemdeling])
 
 
 class COA(Subgraph):

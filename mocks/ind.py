@@ -9,7 +9,7 @@ from __future__ import annotations
 import strawberry
 
 from mocks.data import Population
-from mocks.subgraph import Info, Subgraph, noteer, population_of
+from mocks.subgraph import Info, Subgraph, SubgraphSchema, lookup
 
 
 @strawberry.type
@@ -29,8 +29,7 @@ class Vreemdeling:
     @classmethod
     def resolve_reference(cls, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
         """Resolve one representation; None (null entity) for an unknown V-nummer."""
-        noteer(info, [str(vnummer)])
-        return vreemdeling_van(population_of(info), str(vnummer))
+        return lookup(info, vnummer, vreemdeling_van)
 
 
 def vreemdeling_van(population: Population, vnummer: str) -> Vreemdeling | None:
@@ -47,15 +46,14 @@ def vreemdeling_van(population: Population, vnummer: str) -> Vreemdeling | None:
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    # Shareable: COA resolves the same root field (the same person by the same key).
+    @strawberry.federation.field(shareable=True)
     def vreemdeling(self, info: Info, vnummer: strawberry.ID) -> Vreemdeling | None:
         """The IND view of one person (debugging; routers use _entities)."""
-        noteer(info, [str(vnummer)])
-        return vreemdeling_van(population_of(info), str(vnummer))
+        return lookup(info, vnummer, vreemdeling_van)
 
 
-# This strawberry (0.34x) builds Federation v2 only; the old enable_federation_2 flag is gone.
-schema = strawberry.federation.Schema(query=Query, types=[Vreemdeling])
+schema = SubgraphSchema("IND", Query, [Vreemdeling])
 
 
 class IND(Subgraph):

@@ -10,10 +10,12 @@ not data and is left out).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import strawberry
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -22,10 +24,21 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.federation.schema import FederationAny
+from strawberry.federation.schema_directives import Key
+from strawberry.types import ExecutionContext
+from strawberry.types.base import get_object_definition
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from mocks.data import Population
 from mocks.registry import MockRegistry, headers_of
+
+T = TypeVar("T")
+
+#: ``extensions.code`` of an ``_entities`` refusal: a ``__typename`` this subgraph has no entity
+#: of, or a representation that is not an object with its ``__typename`` and key fields.
+UNKNOWN_ENTITY_TYPE: Final = "UNKNOWN_ENTITY_TYPE"
+INVALID_REPRESENTATION: Final = "INVALID_REPRESENTATION"
 
 # Key under which the per-request collector travels in the ASGI scope to the GraphQL context.
 _SCOPE_KEY: Final = "ketenpoort.mock.verzameling"
@@ -86,10 +99,91 @@ def noteer_veld(info: Info, veld: str) -> None:
     verzameling.fields.add(veld)
 
 
+def lookup(
+    info: Info, vnummer: strawberry.ID, build: Callable[[Population, str], T | None]
+) -> T | None:
+    """Resolve one person by V-nummer with ``build`` (None for an unknown one), recording it.
+
+    The one path of ``Query.vreemdeling`` and of ``_entities`` in every subgraph mock.
+    """
+    noteer(info, [str(vnummer)])
+    return build(info.context.population, str(vnummer))
+
+
+class SubgraphSchema(strawberry.federation.Schema):
+    """A Federation v2 subgraph schema whose ``_entities`` refuses a bad representation with a
+    GraphQL error at its index, a clear message and a stable code (:data:`UNKNOWN_ENTITY_TYPE`,
+    :data:`INVALID_REPRESENTATION`), never Python's KeyError or TypeError text.
+
+    A valid representation is passed on with its ``__typename`` and key fields only.
+    """
+
+    def __init__(self, name: str, query: type, entities: Sequence[type]) -> None:
+        self.subgraph = name
+        self.entity_keys: dict[str, tuple[tuple[str, ...], ...]] = {}
+        for entity in entities:
+            definition = get_object_definition(entity, strict=True)
+            keys = tuple(
+                tuple(d.fields.split()) for d in definition.directives or () if isinstance(d, Key)
+            )
+            self.entity_keys[definition.name] = keys
+        super().__init__(query=query, types=list(entities))
+
+    def entities_resolver(
+        self, info: strawberry.Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        # The signature is the field's: strawberry reads ``[_Any!]!`` from these annotations.
+        results: list[Any] = []
+        for index, representation in enumerate(representations):
+            checked = self._checked(index, representation)
+            if isinstance(checked, GraphQLError):
+                results.append(checked)  # completed as this item's error, at its path
+            else:
+                results.extend(super().entities_resolver(info, [FederationAny(checked)]))
+        return results
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log unexpected errors only: a refused representation is the caller's, not ours."""
+        ours = (UNKNOWN_ENTITY_TYPE, INVALID_REPRESENTATION)
+        unexpected = [e for e in errors if (e.extensions or {}).get("code") not in ours]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+    def _checked(self, index: int, representation: object) -> dict[str, Any] | GraphQLError:
+        if not isinstance(representation, dict):
+            return _refusal(INVALID_REPRESENTATION, f"Representation {index} is not an object.")
+        typename = representation.get("__typename")
+        if not isinstance(typename, str):
+            return _refusal(
+                INVALID_REPRESENTATION, f"Representation {index} has no __typename string."
+            )
+        keys = self.entity_keys.get(typename)
+        if keys is None:
+            known = ", ".join(sorted(self.entity_keys)) or "none"
+            return _refusal(
+                UNKNOWN_ENTITY_TYPE,
+                f"{typename!r} is not an entity of subgraph {self.subgraph} (entities: {known}).",
+            )
+        for key in keys:
+            if all(isinstance(representation.get(name), str) for name in key):
+                return {"__typename": typename, **{name: representation[name] for name in key}}
+        wanted = " or ".join(", ".join(key) for key in keys)
+        return _refusal(
+            INVALID_REPRESENTATION,
+            f"Representation {index} of {typename} lacks its key field(s) as strings: {wanted}.",
+        )
+
+
+def _refusal(code: str, message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code})
+
+
 class _GraphQLView(GraphQL[SubgraphContext, None]):
     """strawberry's ASGI view with the mock's context."""
 
-    def __init__(self, schema: strawberry.federation.Schema, population: Population) -> None:
+    def __init__(self, schema: SubgraphSchema, population: Population) -> None:
         super().__init__(schema)
         self.population = population
 
@@ -130,9 +224,7 @@ class _Endpoint:
 class Subgraph(MockRegistry):
     """A federation v2 subgraph mock; :attr:`schema` is its strawberry federation schema."""
 
-    def __init__(
-        self, name: str, population: Population, schema: strawberry.federation.Schema
-    ) -> None:
+    def __init__(self, name: str, population: Population, schema: SubgraphSchema) -> None:
         super().__init__(name, population)
         self.schema = schema
         endpoint = _Endpoint(self, _GraphQLView(schema, population))

@@ -12,7 +12,7 @@ import unicodedata
 from typing import Final
 
 SIGNAAL_SOORTEN: Final = ("OVERLAST", "TOP_X", "NATIONALE_VEILIGHEID", "MENSENHANDEL")
-# Independent probability of each signal kind (DESIGN: "a few percent each").
+# Independent probability of each signal kind (a few percent each).
 SIGNAAL_KANS: Final = {
     "OVERLAST": 0.04,
     "TOP_X": 0.01,

@@ -14,7 +14,8 @@ MAX_PER_CALL = 100
 
 @dataclass(frozen=True, slots=True)
 class BvvAnswer:
-    """Projected records by V-nummer, and the V-nummers outside the asked row scope."""
+    """Projected records by V-nummer, and the V-nummers outside the asked row scope (of a
+    look-up only: the caller named them; a search's answer never holds any)."""
 
     records: dict[str, dict[str, Any]]
     out_of_scope: frozenset[str]
@@ -67,19 +68,34 @@ class BvvClient(RegistryClient):
         return BvvAnswer(records, frozenset(out))
 
     async def search(
-        self, surname: str, birth_date: str, fields: Iterable[str], limit: int
-    ) -> list[dict[str, Any]]:
-        """``POST /zoeken``: exact match on surname and birth date, at most ``limit``."""
-        body = {
+        self,
+        surname: str,
+        birth_date: str,
+        fields: Iterable[str],
+        limit: int,
+        scope: dict[str, Any] | None = None,
+    ) -> BvvAnswer:
+        """``POST /zoeken``: exact match on surname and birth date, at most ``limit``, only
+        persons within ``scope``. The registry names no match outside the scope, not even by
+        V-nummer: an answer that does (``buitenVoorwaarde``) breaks the contract and is refused
+        as malformed, so an out-of-scope V-nummer is never kept (``out_of_scope`` stays empty).
+        """
+        body: dict[str, Any] = {
             "geslachtsnaam": surname,
             "geboortedatum": birth_date,
             "fields": sorted(fields),
             "max": limit,
         }
+        if scope is not None:
+            body["voorwaarde"] = scope
         answer = await self.post_json("/zoeken", body, subjects=1)
-        if not isinstance(answer, dict) or not isinstance(answer.get("personen"), list):
+        if (
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("personen"), list)
+            or "buitenVoorwaarde" in answer
+        ):
             raise malformed(self.name)
         found = [r for r in answer["personen"] if isinstance(r, dict) and "vnummer" in r]
         if len(found) != len(answer["personen"]) or len(found) > limit:
             raise malformed(self.name)
-        return found
+        return BvvAnswer({str(r["vnummer"]): r for r in found}, frozenset())

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.assembly.runtime import Running, start_gateway
 from mocks import Registries, create_registries
+from tests.browser import browser, open_page  # noqa: F401 - fixtures for the browser tests
 from tests.support import settings_for
 
 StartGateway = Callable[..., Awaitable[Running]]

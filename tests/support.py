@@ -145,8 +145,10 @@ def caller(
     granted: Iterable[str] | None = None,
     sub: str = "medewerker-001",
     activity: str | None = None,
+    act_for_officers: bool = False,
 ) -> Caller:
-    """A caller with a development token granting ``granted`` (default: ``purpose``)."""
+    """A caller with a development token granting ``granted`` (default: ``purpose``);
+    ``act_for_officers``: an application token that may name officers in X-Gebruiker."""
     policy = running.gateway.policy
     settings = Settings()
     token = mint_dev_token(
@@ -158,6 +160,7 @@ def caller(
         organisation=org,
         roles=list(roles),
         purposes=list(granted if granted is not None else [purpose]),
+        act_for_officers=act_for_officers,
     )
     if activity is None:
         known = policy.purposes.get(purpose)

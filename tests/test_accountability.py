@@ -704,7 +704,10 @@ async def test_every_released_value_is_recorded_and_nothing_else(
         assert answer.body["errors"][0]["extensions"]["code"] == refusal.code, refusal.name
         (record,) = await records_of(running, trace_id)  # exactly one
         assert record.data_subject_id is None and record.data_subject_id_type is None, refusal.name
-        assert (record.coordinate, record.path) == ("Query", ""), refusal.name
+        # The request-level record counts the identifiers a refused request named.
+        named = len(refusal.variables["v"]) if refusal.name == "too-many" else 0
+        path = f"identifiers:{named}" if named else ""
+        assert (record.coordinate, record.path) == ("Query", path), refusal.name
         assert record.decision is Decision.REFUSED and record.reason == refusal.code, refusal.name
         assert record.parent_span_id == span_id and record.officer == "medewerker-001"
         assert record.purpose == (refusal.purpose if refusal.name != "no-purpose" else None)

@@ -206,3 +206,13 @@ def test_render_is_an_aligned_table_and_escapes_control_characters() -> None:
     assert "sweeper" in text
     assert lines[0].index("VALUE") < lines[0].index("BASELINE")
     assert render_anomalies([]) == "No anomalies found.\n"
+
+
+def test_an_application_acting_for_officers_is_counted_per_officer_it_names() -> None:
+    """The anomaly report tells who acted: the asserted officer with the application that named
+    it, so the same officer name under two applications is two actors, never one."""
+    recs = [dataclasses.replace(r, authenticated_as="app-1") for r in lookups("officier-a", 60)]
+    recs += lookups("officier-a", 2)  # a personal token of the same name
+    recs += lookups("p1", 5) + lookups("p2", 8)
+    (found,) = find_anomalies(recs)
+    assert found.officer == "officier-a (via app-1)" and found.value == 60

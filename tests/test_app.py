@@ -1,5 +1,5 @@
-"""The HTTP surface: health, readiness, GraphiQL in development only, bad bodies, and bugs of ours
-answered with a stable code and no detail."""
+"""The HTTP surface: health, readiness, the explorer in development only, bad bodies, and bugs of
+ours answered with a stable code and no detail."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def client(tmp_path: Path, mocks: Registries, **overrides: object) -> TestClient
     return TestClient(create_app(settings, mocks=mocks))
 
 
-def test_health_ready_and_graphiql(tmp_path: Path, mock_registries: Registries) -> None:
+def test_health_ready_and_explorer(tmp_path: Path, mock_registries: Registries) -> None:
     mock_registries.reset()
     with client(tmp_path, mock_registries) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
@@ -38,24 +38,31 @@ def test_health_ready_and_graphiql(tmp_path: Path, mock_registries: Registries) 
             "audit": True,
             "quota": True,
         }
-        graphiql = http.get("/graphql")
-        assert graphiql.status_code == 200
-        assert "graphiql" in graphiql.text.lower()
+        explorer = http.get("/graphql", headers={"accept": "text/html"})
+        assert explorer.status_code == 200
+        assert explorer.headers["content-type"].startswith("text/html")
+        assert "Ketenpoort-verkenner" in explorer.text
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b"not json", b"[1, 2]", b'"a string"', b"{" + b" " * 300_000 + b"}"],
-    ids=["not-json", "list", "string", "too-large"],
+    ("body", "status", "code"),
+    [
+        (b"not json", 400, "BAD_USER_INPUT"),
+        (b"[1, 2]", 400, "BAD_USER_INPUT"),
+        (b'"a string"', 400, "BAD_USER_INPUT"),
+        (b"", 400, "BAD_USER_INPUT"),
+        (b"{" + b" " * 300_000 + b"}", 413, "REQUEST_TOO_LARGE"),
+    ],
+    ids=["not-json", "list", "string", "empty", "too-large"],
 )
-def test_bad_bodies_are_bad_user_input(
-    tmp_path: Path, mock_registries: Registries, body: bytes
+def test_bad_bodies_are_refused_with_a_code(
+    tmp_path: Path, mock_registries: Registries, body: bytes, status: int, code: str
 ) -> None:
     with client(tmp_path, mock_registries) as http:
         answer = http.post("/graphql", content=body, headers={"content-type": "application/json"})
-        assert answer.status_code == 400
-        assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-        assert answer.json()["data"] is None
+        assert answer.status_code == status
+        assert answer.json()["errors"][0]["extensions"]["code"] == code
+        assert "data" not in answer.json()  # nothing was executed
 
 
 def test_a_bug_of_ours_is_masked(
@@ -75,7 +82,6 @@ def test_a_bug_of_ours_is_masked(
         answer = http.post("/graphql", json={"query": "{ __typename }"})
     assert answer.status_code == 500
     assert answer.json() == {
-        "data": None,
         "errors": [{"message": "Internal error.", "extensions": {"code": "INTERNAL_ERROR"}}],
     }
     assert secret not in answer.text
@@ -118,10 +124,11 @@ def test_a_query_over_http(tmp_path: Path, mock_registries: Registries) -> None:
     assert json.dumps(body).count(vnummer) == 1  # only where it was asked for
 
 
-def test_graphiql_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
+def test_explorer_is_development_only(tmp_path: Path, mock_registries: Registries) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
     with client(tmp_path, mock_registries, mode="production", jwks=str(jwks)) as http:
-        assert http.get("/graphql").status_code == 405
+        # No explorer in production: a browser's GET that accepts only HTML is not acceptable.
+        assert http.get("/graphql", headers={"accept": "text/html"}).status_code == 406

@@ -159,17 +159,34 @@ async def test_audit_search_filters_combine(world: World) -> None:
         assert answer.status == 200 and "errors" not in answer.body, answer.body
         return {r["traceId"] for r in answer.body["data"]["auditZoeken"]}
 
-    assert await traces(m="regie-3") == {world.traces["dtv"]}
-    assert await traces(o="DTV") == {world.traces["dtv"]}
-    assert await traces(o=oin) == {world.traces["dtv"]}
-    assert await traces(d="TOEZICHT_VW") == {world.traces["nvik"]}
-    assert await traces(v=world.w) == {world.traces["dtv"], world.traces["ind"]}
-    assert await traces(v=world.w, m="ind-9") == {world.traces["ind"]}
-    assert await traces(v=world.v, o="IND") == set()
+    v, w = world.v, world.w
+    assert await traces(v=v, m="regie-3") == {world.traces["dtv"]}
+    assert await traces(v=v, o="DTV") == {world.traces["dtv"]}
+    assert await traces(v=v, o=oin) == {world.traces["dtv"]}
+    assert await traces(v=v, d="TOEZICHT_VW") == {world.traces["nvik"]}
+    assert await traces(v=w) == {world.traces["dtv"], world.traces["ind"]}
+    assert await traces(v=w, m="ind-9") == {world.traces["ind"]}
+    assert await traces(v=v, o="IND") == set()
     assert world.between is not None
-    assert await traces(m="analist-17", t=world.between.isoformat()) == {world.traces["nvik"]}
-    assert await traces(m="analist-17", s=world.between.isoformat()) == set()
-    assert await traces(m="regie-3", s=world.between.isoformat()) == {world.traces["dtv"]}
+    assert await traces(v=v, m="analist-17", t=world.between.isoformat()) == {world.traces["nvik"]}
+    assert await traces(v=v, m="analist-17", s=world.between.isoformat()) == set()
+    assert await traces(v=v, m="regie-3", s=world.between.isoformat()) == {world.traces["dtv"]}
+
+
+async def test_audit_search_without_a_vnummer_is_over_the_cap(world: World) -> None:
+    """VERANTWOORDING may name one data subject per search; a search without a V-nummer may
+    return records on hundreds: refused before it runs, recorded once, without a subject
+    (searches by officer alone are for ``ketenpoort audit search``, which is recorded too)."""
+    security = world.who("NVIK", "beveiliging", "VERANTWOORDING", "beveiliging-4")
+    trace_id, answer = await world.search(security, m="regie-3")
+    assert answer.status == 400 and answer.body["data"] is None, answer.body
+    assert answer.body["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBJECTS"
+    (record,) = await records(world.running, trace_id=trace_id)
+    assert (record.coordinate, record.reason, record.data_subject_id) == (
+        "Query",
+        "TOO_MANY_SUBJECTS",
+        None,
+    )
 
 
 async def test_analist_cannot_search_the_trail(world: World) -> None:

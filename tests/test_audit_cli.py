@@ -234,18 +234,24 @@ def test_purge(env: Env) -> None:
     assert result.exit_code == 0, result.output
     assert "purged 0 record(s)" in result.output
     time.sleep(1.2)
+    # 1 s would cut into TOEZICHT_VW's five-year retention: refused, nothing removed.
     result = invoke("purge", "--older-than", "1s", "--yes")
+    assert result.exit_code == 2, result.output
+    assert "TOEZICHT_VW" in result.output and "1826 days" in result.output
+    assert len(env.records()) == 4  # 3 seeded + the first purge's record
+    # Without --older-than: each purpose's own retention; nothing is that old yet.
+    result = invoke("purge", "--yes")
     assert result.exit_code == 0, result.output
-    assert "purged 4 record(s)" in result.output  # 3 seeded + the first purge's record
+    assert "purged 0 record(s) past their purpose's retention" in result.output
     records = env.records()
-    assert [r.coordinate for r in records] == ["Audit.purge"]
-    assert records[0].reason == "RETENTION_PURGE"
-    assert records[0].officer == "fg-test"
+    assert [r.coordinate for r in records][-1] == "Audit.purge"
+    assert records[-1].reason == "RETENTION_PURGE"
+    assert records[-1].officer == "fg-test"
     assert invoke("verify").exit_code == 0
 
     result = invoke("purge", "--older-than", "30d", input="n\n")
     assert result.exit_code == 1
-    assert len(env.records()) == 1
+    assert len(env.records()) == 5
 
 
 @pytest.mark.parametrize(

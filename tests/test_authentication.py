@@ -352,14 +352,9 @@ NOT_GRANTED = {
     "unknown-purpose": dict(
         org="NVIK", roles=["analist"], purpose="ONBEKEND", activity="nvik-toezicht-vw"
     ),
-    # Granted purpose, but X-Verwerking is not one of its processing activities.
-    "activity-of-other-purpose": dict(
-        org="NVIK", roles=["analist"], purpose="TOEZICHT_VW", activity="nvik-overlast"
-    ),
-    "unknown-activity": dict(
-        org="NVIK", roles=["analist"], purpose="TOEZICHT_VW", activity="iets-anders"
-    ),
 }
+# A granted purpose with an X-Verwerking that is not one of its processing activities has a code
+# of its own: tests/test_integrator_errors.py.
 
 
 @pytest.mark.parametrize("case", list(NOT_GRANTED))

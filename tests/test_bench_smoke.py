@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import main
-from bench.http import parse_wrk
+from bench.load import parse_wrk
 from tests.support import POSTGRES_URL, require_postgres
 
 WRK_OUTPUT = """\
@@ -96,13 +96,21 @@ def test_bench_quick_run_writes_the_results_shape(tmp_path: Path) -> None:
         "inprocess_50_naive_over_ketenpoort",
         "http_50_ketenpoort_over_bare_rps",
     }
-    assert all(isinstance(t["met"], bool) for t in written["targets"])
+    for target in written["targets"]:  # met or missed; unmeasured only with the reason why
+        assert isinstance(target["met"], bool) or (target["met"] is None and target["why"])
+
+    compiled = written["compiled"]
+    assert compiled["requests_compiled"] > 0 and compiled["fallbacks"] == 0, compiled
+    for key in ("build_closures_us", "build_source_us", "run_source_1_us", "run_closures_50_us"):
+        assert _number(compiled[key]), (key, compiled)
+    assert written["audit_in_process"]["rows_not_written"] > 0
 
     for store in ("sqlite", "postgresql"):
         measured = written["store_write"][store]
         assert measured["committers"] == 16
         assert measured["batches"] > 0 and _number(measured["records_per_s"]), store
         assert measured["records_per_batch"] == inproc["50"]["audit_records_per_request"]
+        assert measured["rows_per_batch"] == 51  # the entry and one row per person
 
     memory = written["memory"]
     assert memory["persons"] == 50

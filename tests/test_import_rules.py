@@ -36,6 +36,7 @@ RANKS: dict[str, int] = {
     "gateway.config": 0,
     "gateway.keyfile": 0,
     "gateway.domain": 0,
+    "gateway.identifiers": 0,
     "gateway.internals": 0,
     "gateway": 0,  # the package itself (version)
 }

@@ -412,9 +412,17 @@ def verify(
     codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
     if not admitted(who):
         assert answer.status in (403, 400), body
-        assert body["data"] is None and len(codes) == 1 and codes[0] in PURPOSE_CODES, body
-        if POLICY.purposes[who.purpose].active:
+        assert body["data"] is None and len(codes) == 1, body
+        purpose = POLICY.purposes[who.purpose]
+        granted = who.purpose in who.granted and who.purpose in POLICY.purposes_for(
+            who.org, who.roles
+        )
+        if purpose.active and granted:  # then only the declared activity is wrong
+            assert codes == ["PROCESSING_ACTIVITY_NOT_REGISTERED"], body
+        elif purpose.active:
             assert codes == ["PURPOSE_NOT_GRANTED"], body
+        else:
+            assert codes[0] in PURPOSE_CODES, body
         assert all(registry.served == [] for registry in mocks.all), "refused request fetched"
         stats["refused purpose"] += 1
         return
@@ -436,7 +444,12 @@ def verify(
         if nodes[0].name.value != "__typename" and f"Query.{nodes[0].name.value}" in grant.allowed
     }
     requested = {v for values in permitted.values() for v in values}
-    count = sum(len(values) for values in permitted.values())
+    # Refused roots pass the same cap as allowed ones (they are only not looked up).
+    count = sum(
+        len(subjects(nodes, case.variables))
+        for nodes in roots.values()
+        if nodes[0].name.value != "__typename"
+    )
 
     if body["data"] is None and codes and codes[0] in REQUEST_CODES:
         assert len(codes) == 1, body

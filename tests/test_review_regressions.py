@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -18,7 +19,7 @@ from mocks import Registries
 from tests.support import Caller, caller, settings_for
 
 
-def analist(running: Running, tmp_path: Path, **kw: str) -> Caller:
+def analist(running: Running, tmp_path: Path, **kw: Any) -> Caller:
     return caller(
         running, tmp_path / "state", org="NVIK", roles=["analist"], purpose="TOEZICHT_VW", **kw
     )
@@ -54,7 +55,8 @@ async def test_x_gebruiker_does_not_erase_the_token_subject_from_the_trail(
 ) -> None:
     """Was a gap in the trail: with X-Gebruiker set, the token's ``sub`` (who authenticated)
     was recorded nowhere; a caller could attribute its look-ups to another officer."""
-    who = analist(gateway, tmp_path, sub="medewerker-echt")
+    # An application token that may act for officers (the only kind that may name another).
+    who = analist(gateway, tmp_path, sub="medewerker-echt", act_for_officers=True)
     vnummer = mock_registries.population.vnummer(3)
     answer = await who.query(
         "query($v: ID!) { vreemdeling(vnummer: $v) { naam { geslachtsnaam } } }",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import jwt
 
 from gateway.errors import Code, GatewayError
+from gateway.identifiers import is_identifier
 from gateway.keyfile import load_or_create
 
 log = logging.getLogger("ketenpoort.auth")
@@ -27,7 +27,8 @@ log = logging.getLogger("ketenpoort.auth")
 DEV_KEY_FILE = "dev-token.key"
 ASYMMETRIC_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
 LEEWAY_SECONDS = 30
-_OIN = re.compile(r"^\d{20}$")
+#: The claim that lets an application token name the officer it acts for (``X-Gebruiker``).
+ACT_FOR_OFFICERS = "ketenpoort:act_for_officers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Principal:
     organisation: str
     roles: tuple[str, ...]
     purposes: frozenset[str]
+    #: An application token allowed to assert the officer it acts for (``X-Gebruiker``).
+    acts_for_officers: bool = False
 
 
 def unauthenticated() -> GatewayError:
@@ -152,9 +155,14 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 def _principal(claims: dict[str, Any]) -> Principal:
     sub, oin, org = claims.get("sub"), claims.get("oin"), claims.get("org")
-    if not isinstance(sub, str) or not sub:
+    # The subject is recorded as who authenticated and keys the quotas: the same identifier
+    # rules as an officer named in X-Gebruiker.
+    if not is_identifier(sub, "officer") or not is_identifier(oin, "oin"):
         raise unauthenticated()
-    if not isinstance(oin, str) or not _OIN.match(oin) or not isinstance(org, str):
+    if not is_identifier(org, "policy_id"):
+        raise unauthenticated()
+    acting = claims.get(ACT_FOR_OFFICERS, False)
+    if not isinstance(acting, bool):
         raise unauthenticated()
     return Principal(
         subject=sub,
@@ -162,6 +170,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
         organisation=org,
         roles=_strings(claims.get("roles", ())),
         purposes=frozenset(_strings(claims.get("doelbindingen", ()))),
+        acts_for_officers=acting,
     )
 
 
@@ -176,8 +185,12 @@ def mint_dev_token(
     roles: Sequence[str],
     purposes: Sequence[str],
     ttl: int = 3600,
+    act_for_officers: bool = False,
 ) -> str:
-    """A development token (HS256). Only ever signed with the development key."""
+    """A development token (HS256). Only ever signed with the development key.
+
+    ``act_for_officers``: an application token that may name the officer it acts for.
+    """
     now = int(time.time())
     claims = {
         "iss": issuer,
@@ -191,4 +204,6 @@ def mint_dev_token(
         "nbf": now,
         "exp": now + ttl,
     }
+    if act_for_officers:
+        claims[ACT_FOR_OFFICERS] = True
     return jwt.encode(claims, key, algorithm="HS256")

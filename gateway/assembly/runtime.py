@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.admission.tokens import Authenticator, load_or_create_dev_key
 from gateway.assembly.policy_file import load_policy
+from gateway.audit.checkpoints import Checkpointer, load_signer, publishers_for, span_publisher
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
 from gateway.config import Settings
@@ -28,6 +29,7 @@ from gateway.execution.schema import graphql_schema, schema_coordinates
 from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
 from gateway.observability.tracing import build_tracer_provider
 from gateway.pipeline.service import Gateway
+from gateway.policy.model import Policy
 from gateway.proportionality.quota import open_quota_store
 from resolvers import BvvClient, CoaClient, IndClient
 
@@ -40,6 +42,8 @@ class Running:
     http: httpx.AsyncClient
     mocks: Any
     close: Callable[[], Awaitable[None]]
+    #: Signs and publishes the audit log's checkpoints (docs/audit-log.md).
+    checkpointer: Checkpointer | None = None
 
 
 def load_trusted_documents(path: Path) -> dict[str, str]:
@@ -52,6 +56,30 @@ def load_trusted_documents(path: Path) -> dict[str, str]:
     return data
 
 
+def load_gateway_policy(settings: Settings) -> Policy:
+    """The policy file of ``settings``, validated against the gateway's schema."""
+    return load_policy(settings.policy, schema_coordinates(graphql_schema()))
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """The token verifier of ``settings``: the JWKS (plus the development key in development
+    mode), or the development key alone; production without a JWKS is refused."""
+    if settings.jwks:
+        authenticator = Authenticator.from_jwks_source(
+            settings.jwks, issuer=settings.issuer, audience=settings.audience
+        )
+        if settings.development:
+            authenticator = authenticator.with_dev_key(load_or_create_dev_key(settings.state_dir))
+        return authenticator
+    if settings.development:
+        return Authenticator(
+            issuer=settings.issuer,
+            audience=settings.audience,
+            dev_key=load_or_create_dev_key(settings.state_dir),
+        )
+    raise ValueError("production mode needs KETENPOORT_JWKS (a JWKS file or URL)")
+
+
 async def start_gateway(
     settings: Settings,
     *,
@@ -60,8 +88,7 @@ async def start_gateway(
     mocks: Any = None,
 ) -> Running:
     """Build and open every component. Raises with a clear message when one cannot start."""
-    coordinates = schema_coordinates(graphql_schema())
-    policy = load_policy(settings.policy, coordinates)
+    policy = load_gateway_policy(settings)
     mounts: dict[str, httpx.AsyncBaseTransport] = {}
     endpoints = settings.registries
     if endpoints.embedded:
@@ -89,20 +116,19 @@ async def start_gateway(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = audit_store or open_store(settings.audit_store_url)
     await store.open()
-    if settings.jwks:
-        authenticator = Authenticator.from_jwks_source(
-            settings.jwks, issuer=settings.issuer, audience=settings.audience
-        )
-        if settings.development:
-            authenticator = authenticator.with_dev_key(load_or_create_dev_key(settings.state_dir))
-    elif settings.development:
-        authenticator = Authenticator(
-            issuer=settings.issuer,
-            audience=settings.audience,
-            dev_key=load_or_create_dev_key(settings.state_dir),
-        )
-    else:
-        raise ValueError("production mode needs KETENPOORT_JWKS (a JWKS file or URL)")
+    checkpointer = Checkpointer(
+        load_signer(settings.state_dir, settings.log_origin, create=True),
+        store.tree().head,
+        [
+            *publishers_for(settings.checkpoints, settings.state_dir),
+            span_publisher(provider.get_tracer("ketenpoort.audit")),
+        ],
+        interval=settings.checkpoint_interval,
+        every=settings.checkpoint_entries,
+    )
+    await checkpointer.start()
+    store.on_append = checkpointer.appended
+    authenticator = build_authenticator(settings)
     cache = open_cache(settings.cache, settings.cache_ttl)
     quota = open_quota_store(settings.quota_store)
     trusted = (
@@ -124,9 +150,12 @@ async def start_gateway(
 
     async def close() -> None:
         await http.aclose()
+        # Requests are done: the last checkpoint covers every entry they committed.
+        store.on_append = None
+        await checkpointer.close()
         await store.close()
         await quota.close()
         await cache.close()
         provider.shutdown()
 
-    return Running(gateway, http, mocks, close)
+    return Running(gateway, http, mocks, close, checkpointer)

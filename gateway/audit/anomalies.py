@@ -55,6 +55,14 @@ class Anomaly:
 _Who = tuple[str, str]
 
 
+def _actor(record: AuditRecord) -> str:
+    """Who acted: the officer, and the application token that asserted it when one did, so an
+    application cannot spread its look-ups over invented officers' names unseen."""
+    if record.officer == record.authenticated_as:
+        return record.officer
+    return f"{record.officer} (via {record.authenticated_as})"
+
+
 def _as_utc(moment: datetime) -> datetime:
     # The model promises aware UTC; a naive value is read as UTC rather than local time, so the
     # day never depends on the machine running the analysis.
@@ -113,7 +121,7 @@ def find_anomalies(
     refusals: dict[_Who, dict[tuple[str, str], tuple[datetime, str, str]]] = defaultdict(dict)
 
     for r in records:
-        who = (r.organisation, r.officer)
+        who = (r.organisation, _actor(r))
         per_officer = subjects[(_purpose(r), _utc_day(r.start_time))][who]
         if r.data_subject_id is not None:
             per_officer.add(r.data_subject_id)

@@ -43,6 +43,7 @@ process, so a warm store hashes nothing per field.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -321,6 +322,18 @@ def _head_bytes(prev_hash: str, seq: int, recorded_at_text: str) -> bytes:
     return ENTRY_TAG + _enc(prev_hash) + _enc(str(seq)) + _enc(recorded_at_text)
 
 
+@dataclass(slots=True)
+class Linked:
+    """Batches linked into the chain: rows to insert, the new head, the Merkle leaf hashes."""
+
+    entries: list[tuple[Any, ...]]
+    subjects: list[tuple[int, int, str | None, str]]
+    seq: int
+    hash: str
+    #: RFC 6962 leaf hash of each entry, ``SHA-256(0x00 ‖ entry bytes)``, in seq order.
+    leaves: list[bytes]
+
+
 def link(
     batches: Iterable[PreparedBatch],
     *,
@@ -328,31 +341,33 @@ def link(
     head_hash: str,
     recorded_at: Any,
     recorded_at_text: str,
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, int, str | None, str]], int, str]:
+) -> Linked:
     """Give every batch its entry seq, prev_hash and hash, continuing from the chain head.
 
     Returns the entry rows (column order :data:`ENTRY_COLUMNS`), the subject rows
-    (:data:`SUBJECT_COLUMNS`), the new head seq and hash. ``recorded_at`` is the stored value
-    (text or ``datetime``), ``recorded_at_text`` its canonical text.
+    (:data:`SUBJECT_COLUMNS`), the new head seq and hash, and each entry's Merkle leaf hash
+    (the entry bytes are built here once and hashed twice: chain and leaf). ``recorded_at`` is
+    the stored value (text or ``datetime``), ``recorded_at_text`` its canonical text.
     """
     entries: list[tuple[Any, ...]] = []
     subjects: list[tuple[int, int, str | None, str]] = []
+    leaves: list[bytes] = []
     add_subjects = subjects.extend
     seq, prev = head_seq, head_hash
     rec_enc = _enc(recorded_at_text)
     prev_prefix = ENTRY_TAG
     for prepared in batches:
         seq += 1
-        hexed = _sha256(
-            prev_prefix + _enc(prev) + _enc(str(seq)) + rec_enc + prepared.body
-        ).hexdigest()
+        data = prev_prefix + _enc(prev) + _enc(str(seq)) + rec_enc + prepared.body
+        hexed = _sha256(data).hexdigest()
+        leaves.append(_sha256(b"\x00" + data).digest())
         entries.append((seq, *prepared.values, recorded_at, prev, hexed))
         add_subjects(
             (seq, position, subject, set_id)
             for position, (subject, set_id) in enumerate(prepared.subjects)
         )
         prev = hexed
-    return entries, subjects, seq, prev
+    return Linked(entries, subjects, seq, prev, leaves)
 
 
 #: Column order of entry rows (INSERT / COPY and the SELECTs :func:`read_entry` reads).
@@ -488,6 +503,15 @@ def read_entry(row: Any) -> StoredEntry:
 
 def entry_hash(entry: StoredEntry) -> str:
     """The hash an entry must carry, from its other columns. Definition of the chain."""
+    return _sha256(entry_bytes(entry)).hexdigest()
+
+
+def entry_bytes(entry: StoredEntry) -> bytes:
+    """The entry's canonical bytes: what its chain hash and its Merkle leaf hash cover.
+
+    ``KP2E|`` ‖ prev_hash ‖ seq ‖ recorded_at ‖ the request columns ‖ subject_count ‖
+    record_count ‖ subjects_hash (docs/audit-log.md, "Leaf data").
+    """
     parts = (
         entry.trace_id,
         entry.span_id,
@@ -508,7 +532,33 @@ def entry_hash(entry: StoredEntry) -> str:
         entry.subjects_hash,
     )
     head = _head_bytes(entry.prev_hash, entry.seq, ts(entry.recorded_at))
-    return _sha256(head + _enc_all(parts)).hexdigest()
+    return head + _enc_all(parts)
+
+
+#: Values in the entry bytes after the tag: prev_hash, seq, recorded_at, 17 entry columns.
+_ENTRY_VALUES = 20
+
+
+def decode_entry(data: bytes) -> StoredEntry:
+    """The entry whose canonical bytes are ``data`` (its ``hash`` computed from them).
+
+    ``ValueError`` unless ``data`` is exactly such an encoding (re-encoding must give it back).
+    """
+    data = bytes(data)
+    if not data.startswith(ENTRY_TAG):
+        raise ValueError("not a KP2 entry encoding")
+    values, _ = _dec_values(data, len(ENTRY_TAG))
+    if len(values) != _ENTRY_VALUES:
+        raise ValueError(f"an entry encoding holds {_ENTRY_VALUES} values, not {len(values)}")
+    prev, seq, recorded, *cols = values
+    required = (prev, seq, recorded, *cols[:2], *cols[3:5], *cols[6:11], *cols[13:])
+    if any(v is None for v in required):
+        raise ValueError("an entry encoding lacks a required value")
+    row = (seq, *cols, recorded, prev, "")
+    entry = read_entry(row)
+    if entry_bytes(entry) != data:
+        raise ValueError("entry encoding is not canonical")
+    return dataclasses.replace(entry, hash=_sha256(data).hexdigest())
 
 
 # ---- verification ---------------------------------------------------------------------------
@@ -552,16 +602,30 @@ class ChainWalker:
 
     __slots__ = (
         "_anchor_seq",
+        "_decoded",
         "_expected",
         "_head_hash",
         "_head_seq",
         "_prev",
+        "_purged",
         "_sets",
         "checked",
         "records",
     )
 
-    def __init__(self, *, anchor_seq: int, anchor_hash: str, head_seq: int, head_hash: str) -> None:
+    def __init__(
+        self,
+        *,
+        anchor_seq: int,
+        anchor_hash: str,
+        head_seq: int,
+        head_hash: str,
+        purged: Mapping[int, str] | None = None,
+    ) -> None:
+        # Entries a retention purge removed out of order (seq → their hash): the chain
+        # steps over them. Whether a purge entry really committed to them is for the
+        # Merkle check (``audit verify --checkpoint``) to say: the DBA can write this table.
+        self._purged = purged or {}
         self._anchor_seq = anchor_seq
         self._head_seq = head_seq
         self._head_hash = head_hash
@@ -569,6 +633,7 @@ class ChainWalker:
         self._prev = anchor_hash
         # set id → its decision count, or why it is broken
         self._sets: dict[str, int | str] = {}
+        self._decoded: dict[str, tuple[FieldDecision, ...]] = {}
         self.checked = 0
         self.records = 0
 
@@ -596,7 +661,9 @@ class ChainWalker:
                 )
                 continue
             try:
-                self._sets[set_id] = len(decode_decisions(encoding))
+                decoded = decode_decisions(encoding)
+                self._sets[set_id] = len(decoded)
+                self._decoded[set_id] = decoded
             except (ValueError, UnicodeDecodeError) as exc:
                 self._sets[set_id] = f"decision set {set_id[:12]}… is unreadable ({exc})"
 
@@ -618,6 +685,7 @@ class ChainWalker:
                 )
                 return self._broken(seq, why)
             seq = entry.seq
+            self._skip_purged(seq)
             if seq != self._expected:
                 if seq < self._expected:
                     why = f"entry {seq} lies at or before the purge anchor or repeats a seq"
@@ -652,6 +720,25 @@ class ChainWalker:
             self._expected += 1
         return None
 
+    def _skip_purged(self, upto: int) -> None:
+        """Step over entries a retention purge removed, before ``upto``."""
+        while self._expected < upto and self._expected in self._purged:
+            self._prev = self._purged[self._expected]
+            self._expected += 1
+
+    def set_state(self, set_id: str) -> int | str:
+        """A checked decision set's decision count, or why it is broken."""
+        return self._sets.get(set_id, f"decision set {set_id[:12]}… was not read")
+
+    def decisions(self, set_id: str) -> tuple[FieldDecision, ...]:
+        """The decisions of a checked, intact decision set (empty if it is not one)."""
+        return self._decoded.get(set_id, ())
+
+    @staticmethod
+    def subject_problem(entry: StoredEntry, rows: Sequence[SubjectRow]) -> str | None:
+        """What is wrong with an entry's subject rows (count, positions, values, hash)."""
+        return ChainWalker._subject_problem(entry, rows)
+
     @staticmethod
     def _subject_problem(entry: StoredEntry, rows: Sequence[SubjectRow]) -> str | None:
         if len(rows) != entry.subject_count:
@@ -681,6 +768,7 @@ class ChainWalker:
         ``stray_subject_rows`` counts subject rows whose entry lies outside the chain (at or
         before the anchor, or after the head): rows added behind the chain's back.
         """
+        self._skip_purged(self._head_seq + 1)
         last_seq = self._expected - 1
         if last_seq != self._head_seq or self._prev != self._head_hash:
             why = (
@@ -722,6 +810,7 @@ async def walk_chain(
     sets_named: Callable[[list[str]], Awaitable[Iterable[tuple[str, bytes]]]],
     stray_subject_rows: Callable[[int, int], Awaitable[int]],
     page: int = 2_000,
+    purged: Mapping[int, str] | None = None,
 ) -> VerifyResult:
     """Verify the whole chain through a backend's read functions (one snapshot, ideally).
 
@@ -736,6 +825,7 @@ async def walk_chain(
         anchor_hash=head.anchor_hash,
         head_seq=head.seq,
         head_hash=head.hash,
+        purged=purged,
     )
     # Entries at or before the anchor are read too (and named): they should not exist.
     after = -(2**62)

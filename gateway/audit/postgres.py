@@ -4,12 +4,12 @@ Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
 ``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).
 
 Each group of batches is one transaction: lock the one-row chain head (``SELECT ... FOR
-UPDATE``, which also says which of the group's decision sets exist), write the missing sets,
-link the entries after the head, ``COPY`` entries and subject rows in, move the head. The row
-lock makes the chain linear across every gateway process sharing the database; seq is the
-head's counter, so it has no gaps (a sequence would leave gaps on rollback). ``recorded_at`` is
-the server's ``clock_timestamp()`` under that lock (one clock for all processes), never earlier
-than the previous transaction's.
+UPDATE``, which also says which of the group's decision sets exist), link the entries after
+the head, then write the missing sets, the entries, the subject rows and the moved head in one
+statement (one round trip). The row lock makes the chain linear across every gateway process
+sharing the database; seq is the head's counter, so it has no gaps (a sequence would leave gaps
+on rollback). ``recorded_at`` is the server's ``clock_timestamp()`` under that lock (one clock
+for all processes), never earlier than the previous transaction's.
 
 Every connection runs with ``synchronous_commit = on`` whatever the server's default, because
 ``commit()`` promises durability before the response leaves.
@@ -18,6 +18,7 @@ Every connection runs with ``synchronous_commit = on`` whatever the server's def
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,16 +34,35 @@ from gateway.audit.chain import (
     ts,
     walk_chain,
 )
+from gateway.audit.logcheck import LogCheck, LogReads, check_log
+from gateway.audit.merkle import Node
 from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import (
+    COUNT_LEAVES,
+    PURGED_TABLE,
+    SELECT_LEAVES,
+    SELECT_PURGED,
+    TREE_COLUMNS,
+    TREE_TABLE,
+    backfill,
+    postgres_new_nodes,
+    purged_schema,
+    select_nodes_sql,
+    tree_schema,
+)
 from gateway.audit.writer import (
     OLD_TABLE,
     SEARCH_SELECT,
     TABLES,
+    EntryRows,
     Expander,
     GroupCommitStore,
+    PurgeRefused,
     build_where,
     old_layout_message,
+    refusal,
 )
 
 _SCHEMA = """
@@ -107,14 +127,53 @@ _HEAD_FOR_UPDATE = (
     "ARRAY(SELECT id FROM audit_decision_set WHERE id = ANY($1::text[])) AS present "
     "FROM audit_chain_head WHERE id = 1 FOR UPDATE"
 )
-_INSERT_SETS = (
-    "INSERT INTO audit_decision_set (id, encoding) "
-    "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO NOTHING"
-)
-_SET_HEAD = (
-    "UPDATE audit_chain_head SET seq = $1, hash = $2, recorded_at = $3, anchor_seq = $4, "
-    "anchor_hash = $5 WHERE id = 1"
-)
+#: Column types of ``audit_entry`` (:data:`ENTRY_COLUMNS` order) and ``audit_entry_subject``.
+_ENTRY_TYPES = (
+    "bigint", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "integer", "integer", "text", "timestamptz",
+    "text", "text",
+)  # fmt: skip
+_SUBJECT_TYPES = ("bigint", "integer", "text", "text")
+
+
+def _append_statement() -> str:
+    """Missing decision sets, the group's entries and subject rows, its new tree nodes and the
+    moved head: one statement (data-modifying CTEs), its rows as one array parameter per
+    column."""
+    n = 2
+    entry_args = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_ENTRY_TYPES, start=1))
+    n += len(_ENTRY_TYPES)
+    subject_args = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_SUBJECT_TYPES, start=1))
+    n += len(_SUBJECT_TYPES)
+    head = ", ".join(
+        f"{column} = ${n + i}"
+        for i, column in enumerate(
+            ("seq", "hash", "recorded_at", "anchor_seq", "anchor_hash"), start=1
+        )
+    )
+    n += 5
+    nodes = f"${n + 1}::integer[], ${n + 2}::bigint[], ${n + 3}::bytea[]"
+    return (
+        "WITH sets AS (INSERT INTO audit_decision_set (id, encoding) "  # noqa: S608 (constants)
+        "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (id) DO NOTHING), "
+        f"entries AS (INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "
+        f"SELECT * FROM unnest({entry_args})), "
+        f"subjects AS (INSERT INTO audit_entry_subject ({', '.join(SUBJECT_COLUMNS)}) "
+        f"SELECT * FROM unnest({subject_args})), "
+        f"nodes AS (INSERT INTO {TREE_TABLE} ({', '.join(TREE_COLUMNS)}) "
+        f"SELECT * FROM unnest({nodes})) "
+        f"UPDATE audit_chain_head SET {head} WHERE id = 1"
+    )
+
+
+_APPEND = _append_statement()
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (``width`` empty lists for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 _SELECT_ENTRIES = (
     f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608 (constant columns)
     "WHERE seq > $1 ORDER BY seq LIMIT $2"
@@ -124,6 +183,25 @@ _SELECT_SUBJECTS = (
     "WHERE entry_seq > $1 AND entry_seq <= $2 ORDER BY entry_seq, position"
 )
 _SELECT_SETS = "SELECT id, encoding FROM audit_decision_set WHERE id = ANY($1::text[])"
+_ENTRIES_NAMED = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq = ANY($1::bigint[]) ORDER BY seq"
+)
+_SUBJECTS_NAMED = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, position"
+)
+# The purposes of a prefix about to be purged, each with its youngest entry.
+_PREFIX_PURPOSES = (
+    "SELECT purpose, max(recorded_at) FROM audit_entry WHERE seq <= $1 AND purpose IS NOT NULL "
+    "GROUP BY purpose"
+)
+# The hash of an entry, also when a retention purge removed it.
+_HASH_OF = (
+    "SELECT hash FROM audit_entry WHERE seq = $1 "
+    "UNION ALL SELECT hash FROM audit_purged WHERE seq = $1 LIMIT 1"
+)
+_EXPIRED = "SELECT seq, hash, record_count FROM audit_entry WHERE purpose = $1 AND recorded_at < $2"
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= $1 OR entry_seq > $2"
 _PING = (
     "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
@@ -194,7 +272,7 @@ class PostgresAuditStore(GroupCommitStore):
                         f"audit table(s) {', '.join(missing)} missing but the chain head records "
                         f"seq {head} (damage or tampering); not recreating them"
                     )
-            await conn.execute(_SCHEMA)
+            await conn.execute(_SCHEMA + tree_schema("postgresql") + purged_schema("postgresql"))
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(
@@ -204,6 +282,20 @@ class PostgresAuditStore(GroupCommitStore):
                 await conn.execute(
                     "INSERT INTO audit_chain_head VALUES (1, 0, $1, NULL, 0, $1)", GENESIS_HASH
                 )
+            head = await conn.fetchrow("SELECT seq, anchor_seq FROM audit_chain_head WHERE id = 1")
+
+            async def every_entry() -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_ENTRIES, 0, head["seq"] + 1)
+                return rows
+
+            try:
+                rows = await backfill(
+                    head["seq"], head["anchor_seq"], await conn.fetchval(COUNT_LEAVES), every_entry
+                )
+            except ValueError as exc:
+                raise AuditUnavailable(str(exc)) from exc
+            if rows:
+                await conn.copy_records_to_table(TREE_TABLE, records=rows, columns=TREE_COLUMNS)
 
     async def _close_backend(self) -> None:
         pool, self._pool = self._pool, None
@@ -241,20 +333,30 @@ class PostgresAuditStore(GroupCommitStore):
             for set_id, encoding in prepared.sets.items()
             if set_id not in present
         }
-        if missing:
-            await conn.execute(_INSERT_SETS, list(missing), list(missing.values()))
-        entries, subjects, seq, last = link(
+        linked = link(
             batches,
             head_seq=head["seq"],
             head_hash=head["hash"],
             recorded_at=now,
             recorded_at_text=ts(now),
         )
-        await conn.copy_records_to_table("audit_entry", records=entries, columns=ENTRY_COLUMNS)
-        await conn.copy_records_to_table(
-            "audit_entry_subject", records=subjects, columns=SUBJECT_COLUMNS
+        # The tree's new nodes need its right frontier: read under the head's lock, in a
+        # statement of its own (a fresh snapshot sees every committed node).
+        nodes = await postgres_new_nodes(conn, head["seq"], linked.leaves)
+        # One statement, one round trip: a commit waits for every round trip of its group, and
+        # on a busy machine each one waits for the server process to be scheduled.
+        await conn.execute(
+            _APPEND,
+            list(missing),
+            list(missing.values()),
+            *_columns(linked.entries, len(_ENTRY_TYPES)),
+            *_columns(linked.subjects, len(_SUBJECT_TYPES)),
+            linked.seq,
+            linked.hash,
+            now,
+            *anchor,
+            *_columns(nodes, 3),
         )
-        await conn.execute(_SET_HEAD, seq, last, now, *anchor)
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()
@@ -264,10 +366,16 @@ class PostgresAuditStore(GroupCommitStore):
                 conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
             )
 
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
+    ) -> int:
         pool = self._require_pool()
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            head, now = await self._lock_head(conn, self._set_ids([record]))
+            # The record names the new anchor, so its decision set is new: written if absent.
+            head, now = await self._lock_head(conn, [])
             anchor_seq, anchor_hash = head["anchor_seq"], head["anchor_hash"]
             deleted = 0
             try:
@@ -281,9 +389,11 @@ class PostgresAuditStore(GroupCommitStore):
                 # Only a prefix of the chain may go: the anchor must be one hash.
                 last_gone = head["seq"] if young is None else young - 1
                 if last_gone > anchor_seq:
-                    kept = await conn.fetchval(
-                        "SELECT hash FROM audit_entry WHERE seq = $1", last_gone
-                    )
+                    for purpose, youngest in await conn.fetch(_PREFIX_PURPOSES, last_gone):
+                        keep = protect.get(purpose)
+                        if keep is not None and youngest > now - keep:
+                            raise PurgeRefused(refusal(purpose, keep))
+                    kept = await conn.fetchval(_HASH_OF, last_gone)
                     if kept is None:
                         raise RuntimeError(
                             f"audit entry {last_gone} is missing; run verify before purging"
@@ -297,8 +407,38 @@ class PostgresAuditStore(GroupCommitStore):
                     )
                     await conn.execute("DELETE FROM audit_entry WHERE seq <= $1", last_gone)
                     anchor_seq, anchor_hash = last_gone, kept
+            record = make_record(anchor_seq)
             await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
             return int(deleted)
+
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            head, now = await self._lock_head(conn, [])
+            gone: list[Any] = []
+            for purpose, cutoff in cutoffs.items():
+                gone += await conn.fetch(_EXPIRED, purpose, cutoff)
+            seqs = sorted(int(row[0]) for row in gone)
+            await conn.execute("DELETE FROM audit_entry_subject WHERE entry_seq = ANY($1)", seqs)
+            await conn.execute("DELETE FROM audit_entry WHERE seq = ANY($1)", seqs)
+            purge_seq = int(head["seq"]) + 1
+            await conn.copy_records_to_table(
+                PURGED_TABLE,
+                records=[(int(row[0]), row[1], purge_seq) for row in gone],
+                columns=("seq", "hash", "purge_seq"),
+            )
+            await self._append(
+                conn,
+                [make_record(seqs)],
+                head=head,
+                now=now,
+                anchor=(head["anchor_seq"], head["anchor_hash"]),
+            )
+            return sum(int(row[2]) for row in gone)
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda n: f"${n}")
@@ -347,6 +487,7 @@ class PostgresAuditStore(GroupCommitStore):
             async def stray(anchor: int, head_seq: int) -> int:
                 return int(await conn.fetchval(_STRAY_SUBJECTS, anchor, head_seq))
 
+            purged = await conn.fetch(SELECT_PURGED)
             return await walk_chain(
                 ChainHead(
                     seq=head["seq"],
@@ -358,6 +499,7 @@ class PostgresAuditStore(GroupCommitStore):
                 subjects_between=subjects_between,
                 sets_named=sets_named,
                 stray_subject_rows=stray,
+                purged={int(r[0]): r[1] for r in purged},
             )
 
     async def _ping(self) -> None:
@@ -366,3 +508,74 @@ class PostgresAuditStore(GroupCommitStore):
             head = await conn.fetchval(_PING, timeout=2.0)
             if head is None:
                 raise RuntimeError("audit chain head row is missing")
+
+    # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
+
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        if not nodes:
+            return {}
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+            rows = await conn.fetch(
+                select_nodes_sql(len(nodes), "postgresql"),
+                [n[0] for n in nodes],
+                [n[1] for n in nodes],
+            )
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+    async def _tree_size(self) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+            seq = await conn.fetchval("SELECT seq FROM audit_chain_head WHERE id = 1")
+        if seq is None:
+            raise RuntimeError("audit chain head row is missing")
+        return int(seq)
+
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = await conn.fetchrow("SELECT seq, anchor_seq FROM audit_chain_head WHERE id = 1")
+            if head is None:
+                return LogCheck(False, "audit chain head row is missing")
+
+            async def entries_after(after: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_ENTRIES, after, n)
+                return rows
+
+            async def subjects_between(lo: int, hi: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SUBJECTS, lo, hi)
+                return rows
+
+            async def sets_named(ids: list[str]) -> list[Any]:
+                rows: list[Any] = await conn.fetch(_SELECT_SETS, ids)
+                return rows
+
+            async def leaves_after(idx: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_LEAVES["postgresql"], idx, n)
+                return rows
+
+            reads = LogReads(
+                head_seq=int(head["seq"]),
+                anchor_seq=int(head["anchor_seq"]),
+                entries_after=entries_after,
+                subjects_between=subjects_between,
+                sets_named=sets_named,
+                leaves_after=leaves_after,
+                purged=list(await conn.fetch(SELECT_PURGED)),
+            )
+            return await check_log(reads, checkpoints)
+
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            entries = await conn.fetch(_ENTRIES_NAMED, seqs)
+            subjects = await conn.fetch(_SUBJECTS_NAMED, seqs)
+            set_ids = sorted({row[3] for row in subjects})
+            sets = await conn.fetch(_SELECT_SETS, set_ids)
+        return EntryRows(list(entries), list(subjects), {str(r[0]): bytes(r[1]) for r in sets})

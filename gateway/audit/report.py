@@ -34,6 +34,7 @@ class AccessEntry:
     given: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
+    seq: int = 0  # the entry (leaf seq - 1 of the Merkle log); not shown, proofs name it
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -124,6 +125,7 @@ def build_report(subject: str, records: list[AuditRecord]) -> SubjectReport:
                 legal_basis=r.legal_basis,
                 processing_activity=r.processing_activity_id,
                 trace_id=r.trace_id,
+                seq=r.seq,
             )
         name = _field_name(r)
         if r.decision is Decision.GIVEN:

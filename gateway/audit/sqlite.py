@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -44,16 +44,35 @@ from gateway.audit.chain import (
     ts,
     walk_chain,
 )
+from gateway.audit.logcheck import LogCheck, LogReads, check_log
+from gateway.audit.merkle import Node
 from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import (
+    COUNT_LEAVES,
+    INSERT_NODE_SQLITE,
+    PURGED_TABLE,
+    SELECT_LEAVES,
+    SELECT_PURGED,
+    backfill,
+    purged_schema,
+    select_nodes_sql,
+    sqlite_append,
+    sqlite_params,
+    tree_schema,
+)
 from gateway.audit.writer import (
     OLD_TABLE,
     SEARCH_SELECT,
     TABLES,
+    EntryRows,
     Expander,
     GroupCommitStore,
+    PurgeRefused,
     build_where,
     old_layout_message,
+    refusal,
 )
 from gateway.internals import run_on_sqlite_thread
 
@@ -139,6 +158,25 @@ _SELECT_SUBJECTS = (
 _SELECT_SETS = (
     "SELECT id, encoding FROM audit_decision_set WHERE id IN (SELECT value FROM json_each(?))"
 )
+_ENTRIES_NAMED = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
+)
+_SUBJECTS_NAMED = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq IN (SELECT value FROM json_each(?)) ORDER BY entry_seq, position"
+)
+# The purposes of a prefix about to be purged, each with its youngest entry.
+_PREFIX_PURPOSES = (
+    "SELECT purpose, max(recorded_at) FROM audit_entry WHERE seq <= ? AND purpose IS NOT NULL "
+    "GROUP BY purpose"
+)
+# The hash of an entry, also when a retention purge removed it.
+_HASH_OF = (
+    "SELECT hash FROM audit_entry WHERE seq = ? "
+    "UNION ALL SELECT hash FROM audit_purged WHERE seq = ? LIMIT 1"
+)
+_EXPIRED = "SELECT seq, hash, record_count FROM audit_entry WHERE purpose = ? AND recorded_at < ?"
 _STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= ? OR entry_seq > ?"
 _PING = (
     "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
@@ -259,7 +297,7 @@ class SQLiteAuditStore(GroupCommitStore):
             conn = self._wconn
             try:
                 await self._refuse_foreign_or_damaged(conn)
-                await conn.executescript(_SCHEMA)
+                await conn.executescript(_SCHEMA + tree_schema("sqlite") + purged_schema("sqlite"))
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, _HEAD) is None:
                     if await self._one(conn, "SELECT 1 FROM audit_entry LIMIT 1") is not None:
@@ -271,6 +309,19 @@ class SQLiteAuditStore(GroupCommitStore):
                         "INSERT INTO audit_chain_head VALUES (1, 0, ?, NULL, 0, ?)",
                         (GENESIS_HASH, GENESIS_HASH),
                     )
+                head = await self._one(conn, _HEAD)
+                count = await self._one(conn, COUNT_LEAVES)
+                try:
+                    rows = await backfill(
+                        head[0],
+                        head[3],
+                        count[0],
+                        lambda: self._all(conn, _SELECT_ENTRIES, (0, head[0] + 1)),
+                    )
+                except ValueError as exc:
+                    raise AuditUnavailable(str(exc)) from exc
+                if rows:
+                    await conn.executemany(INSERT_NODE_SQLITE, rows)
                 await conn.execute("COMMIT")
             except BaseException:
                 await self._rollback(conn)
@@ -356,19 +407,20 @@ class SQLiteAuditStore(GroupCommitStore):
         if missing:
             db.executemany(_INSERT_SET, missing.items())
         now_text = ts(now)
-        entries, subjects, seq, last = link(
+        linked = link(
             batches,
             head_seq=head[0],
             head_hash=head[1],
             recorded_at=now_text,
             recorded_at_text=now_text,
         )
-        db.executemany(_INSERT_ENTRY, entries)
-        db.executemany(_INSERT_SUBJECT, subjects)
+        db.executemany(_INSERT_ENTRY, linked.entries)
+        db.executemany(_INSERT_SUBJECT, linked.subjects)
+        sqlite_append(db, head[0], linked.leaves)
         cursor = db.execute(
             "UPDATE audit_chain_head SET seq = ?, hash = ?, recorded_at = ?, anchor_seq = ?, "
             "anchor_hash = ? WHERE id = 1",
-            (seq, last, now_text, *anchor),
+            (linked.seq, linked.hash, now_text, *anchor),
         )
         if cursor.rowcount != 1:
             raise RuntimeError("audit chain head row is missing")
@@ -394,10 +446,15 @@ class SQLiteAuditStore(GroupCommitStore):
 
     @classmethod
     def _purge_transaction(
-        cls, db: sqlite3.Connection, older_than: dt.timedelta, record: PreparedBatch
+        cls,
+        db: sqlite3.Connection,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
     ) -> int:
         try:
-            head, now, present = cls._begin_write(db, cls._set_ids([record]))
+            # The record names the new anchor, so its decision set is new: written if absent.
+            head, now, present = cls._begin_write(db, [])
             head_seq, anchor_seq, anchor_hash = head[0], head[3], head[4]
             try:
                 cutoff: str | None = ts(now - older_than)
@@ -411,9 +468,11 @@ class SQLiteAuditStore(GroupCommitStore):
                 # Only a prefix of the chain may go: the anchor must be one hash.
                 last_gone = head_seq if young[0] is None else young[0] - 1
                 if last_gone > anchor_seq:
-                    kept = db.execute(
-                        "SELECT hash FROM audit_entry WHERE seq = ?", (last_gone,)
-                    ).fetchone()
+                    for purpose, youngest in db.execute(_PREFIX_PURPOSES, (last_gone,)):
+                        keep = protect.get(purpose)
+                        if keep is not None and youngest > ts(now - keep):
+                            raise PurgeRefused(refusal(purpose, keep))
+                    kept = db.execute(_HASH_OF, (last_gone, last_gone)).fetchone()
                     if kept is None:
                         raise RuntimeError(
                             f"audit entry {last_gone} is missing; run verify before purging"
@@ -427,7 +486,12 @@ class SQLiteAuditStore(GroupCommitStore):
                     db.execute("DELETE FROM audit_entry WHERE seq <= ?", (last_gone,))
                     anchor_seq, anchor_hash = last_gone, kept[0]
             cls._append(
-                db, [record], head=head, now=now, present=present, anchor=(anchor_seq, anchor_hash)
+                db,
+                [make_record(anchor_seq)],
+                head=head,
+                now=now,
+                present=present,
+                anchor=(anchor_seq, anchor_hash),
             )
             db.execute("COMMIT")
             return deleted
@@ -436,9 +500,68 @@ class SQLiteAuditStore(GroupCommitStore):
                 db.execute("ROLLBACK")
             raise
 
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
+    ) -> int:
         async with self._wlock:
-            return await self._in_writer_thread(self._purge_transaction, older_than, record)
+            return await self._in_writer_thread(
+                self._purge_transaction, older_than, make_record, protect
+            )
+
+    @classmethod
+    def _purge_expired_transaction(
+        cls,
+        db: sqlite3.Connection,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        try:
+            head, now, present = cls._begin_write(db, [])
+            gone: list[tuple[int, str, int]] = []
+            for purpose, cutoff in cutoffs.items():
+                gone += db.execute(_EXPIRED, (purpose, ts(cutoff))).fetchall()
+            seqs = sorted(int(row[0]) for row in gone)
+            listed = json.dumps(seqs)
+            db.execute(
+                "DELETE FROM audit_entry_subject WHERE entry_seq IN "
+                "(SELECT value FROM json_each(?))",
+                (listed,),
+            )
+            db.execute(
+                "DELETE FROM audit_entry WHERE seq IN (SELECT value FROM json_each(?))", (listed,)
+            )
+            purge_seq = int(head[0]) + 1
+            db.executemany(
+                f"INSERT INTO {PURGED_TABLE} (seq, hash, purge_seq) VALUES (?, ?, ?)",  # noqa: S608
+                [(int(row[0]), row[1], purge_seq) for row in gone],
+            )
+            cls._append(
+                db,
+                [make_record(seqs)],
+                head=head,
+                now=now,
+                present=present,
+                anchor=(head[3], head[4]),
+            )
+            db.execute("COMMIT")
+            return sum(int(row[2]) for row in gone)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        async with self._wlock:
+            return await self._in_writer_thread(
+                self._purge_expired_transaction, cutoffs, make_record
+            )
 
     async def _search(self, q: AuditQuery) -> list[AuditRecord]:
         where, params = build_where(q, lambda _n: "?")
@@ -511,12 +634,14 @@ class SQLiteAuditStore(GroupCommitStore):
                     row = await self._one(conn, _STRAY_SUBJECTS, (anchor, head_seq))
                     return int(row[0])
 
+                purged = await self._all(conn, SELECT_PURGED)
                 return await walk_chain(
                     ChainHead(seq=head[0], hash=head[1], anchor_seq=head[3], anchor_hash=head[4]),
                     entries_after=entries_after,
                     subjects_between=subjects_between,
                     sets_named=sets_named,
                     stray_subject_rows=stray,
+                    purged={int(r[0]): r[1] for r in purged},
                 )
             finally:
                 await self._rollback(conn)
@@ -547,3 +672,70 @@ class SQLiteAuditStore(GroupCommitStore):
             db.execute("ROLLBACK")
         finally:
             db.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_TIMEOUT_MS}")
+
+    # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
+
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        if not nodes:
+            return {}
+        sql = select_nodes_sql(len(nodes), "sqlite")
+        async with self._rlock:
+            conn = await self._reader_conn()
+            rows = await self._all(conn, sql, sqlite_params(nodes))
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+    async def _tree_size(self) -> int:
+        async with self._rlock:
+            conn = await self._reader_conn()
+            row = await self._one(conn, _HEAD)
+        if row is None:
+            raise RuntimeError("audit chain head row is missing")
+        return int(row[0])
+
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        async with self._rlock:
+            conn = await self._reader_conn()
+            try:
+                await conn.execute("BEGIN")  # one WAL snapshot for every page
+                head = await self._one(conn, _HEAD)
+                if head is None:
+                    return LogCheck(False, "audit chain head row is missing")
+
+                async def entries_after(after: int, n: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_ENTRIES, (after, n))
+
+                async def subjects_between(lo: int, hi: int) -> list[Any]:
+                    return await self._all(conn, _SELECT_SUBJECTS, (lo, hi))
+
+                async def sets_named(ids: list[str]) -> list[Any]:
+                    return await self._all(conn, _SELECT_SETS, (json.dumps(ids),))
+
+                async def leaves_after(idx: int, n: int) -> list[Any]:
+                    return await self._all(conn, SELECT_LEAVES["sqlite"], (idx, n))
+
+                reads = LogReads(
+                    head_seq=int(head[0]),
+                    anchor_seq=int(head[3]),
+                    entries_after=entries_after,
+                    subjects_between=subjects_between,
+                    sets_named=sets_named,
+                    leaves_after=leaves_after,
+                    purged=await self._all(conn, SELECT_PURGED),
+                )
+                return await check_log(reads, checkpoints)
+            finally:
+                await self._rollback(conn)
+
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        ids = json.dumps(seqs)
+        async with self._rlock:
+            conn = await self._reader_conn()
+            try:
+                await conn.execute("BEGIN")
+                entries = await self._all(conn, _ENTRIES_NAMED, (ids,))
+                subjects = await self._all(conn, _SUBJECTS_NAMED, (ids,))
+                set_ids = sorted({row[3] for row in subjects})
+                sets = await self._all(conn, _SELECT_SETS, (json.dumps(set_ids),))
+            finally:
+                await self._rollback(conn)
+        return EntryRows(entries, subjects, {str(k): bytes(v) for k, v in sets})

@@ -7,11 +7,18 @@ Implementations: :mod:`gateway.audit.sqlite` (embedded default) and :mod:`gatewa
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.audit.chain import VerifyResult
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.errors import Code, GatewayError
+
+if TYPE_CHECKING:  # the implementations import this module
+    from gateway.audit.logcheck import LogCheck
+    from gateway.audit.note import Checkpoint
+    from gateway.audit.tree import TreeReader
+    from gateway.audit.writer import EntryRows
 
 __all__ = ["AuditStore", "AuditUnavailable", "VerifyResult"]
 
@@ -50,12 +57,27 @@ class AuditStore(Protocol):
       recorded more than ``older_than`` ago (with their subject rows), keeps the last deleted
       hash as the chain's anchor (so ``verify`` still passes), and appends an entry recording
       the purge itself (coordinate ``Audit.purge``, decision given, reason
-      ``RETENTION_PURGE``, no data subject) in the same transaction. Returns the number of
-      logical records deleted.
+      ``RETENTION_PURGE``, no data subject, path ``seq<=N`` naming the new anchor) in the same
+      transaction. Returns the number of logical records deleted. ``protect`` (purpose →
+      retention) refuses, removing nothing, a purge that would cut into a retention.
+    * ``purge_expired(retention, context, now)`` removes every entry (content and subject rows)
+      older than its own purpose's retention, wherever it lies in the log; their leaves stay,
+      ``audit_purged`` lists them, and the purge's own entry commits to that list (path
+      ``removed=<n>;sha256=<digest>``).
     * ``ready()`` is true when the store can be reached and its writer is running.
+
+    * The trail is also an RFC 6962 Merkle log (docs/audit-log.md): entry ``seq`` is leaf
+      ``seq - 1``; ``commit`` appends the leaves and the subtrees they complete in the same
+      transaction. ``tree()`` gives roots and proofs of any size from stored nodes;
+      ``check_log(checkpoints)`` checks every leaf and entry against signed checkpoints;
+      ``entries(seqs)`` reads entries with their subject rows and decision sets (report
+      proofs); ``on_append`` (if set) is called with the number of entries each committed
+      transaction added.
 
     There is no other way to update or delete records.
     """
+
+    on_append: Callable[[int], None] | None
 
     async def open(self) -> None: ...
 
@@ -67,6 +89,24 @@ class AuditStore(Protocol):
 
     async def verify(self) -> VerifyResult: ...
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int: ...
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int: ...
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int: ...
 
     async def ready(self) -> bool: ...
+
+    def tree(self) -> TreeReader: ...
+
+    async def check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck: ...
+
+    async def entries(self, seqs: list[int]) -> EntryRows: ...

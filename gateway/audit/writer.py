@@ -12,11 +12,13 @@ tries again from scratch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +32,8 @@ from gateway.audit.chain import (
     prepare,
     read_entry,
 )
+from gateway.audit.logcheck import LogCheck, purge_path, purge_set_path
+from gateway.audit.merkle import Node
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -38,7 +42,9 @@ from gateway.audit.model import (
     Decision,
     FieldDecision,
 )
+from gateway.audit.note import Checkpoint
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import TreeReader
 
 log = logging.getLogger("ketenpoort.audit")
 
@@ -137,8 +143,23 @@ def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
         )
     if q.until is not None:
         add("e.start_time < {}", _aware(q.until))
+    if q.since is not None:
+        # Results come in seq order, not time order: without a starting point a window in the
+        # middle of a large trail walks every older entry. The first seq inside the window
+        # (exact; from the start_time index) is that starting point.
+        window = "start_time >= {}"
+        params.append(_aware(q.since))
+        window = window.format(placeholder(len(params)))
+        if q.until is not None:
+            params.append(_aware(q.until))
+            window += f" AND start_time < {placeholder(len(params))}"
+        # Only placeholders and constant text are joined here. ``seq + 0``: PostgreSQL would
+        # otherwise answer min(seq) by walking the primary key from the oldest entry.
+        clauses.append(f"e.seq >= (SELECT min(seq + 0) FROM audit_entry WHERE {window})")  # noqa: S608
     if q.after_seq is not None:
         add("e.seq > {}", q.after_seq)
+        # The same bound on the subject rows lets the join start there too.
+        add("s.entry_seq > {}", q.after_seq)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -211,11 +232,48 @@ class Expander:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class EntryRows:
+    """Entries read by seq with their subject rows and decision set encodings."""
+
+    entries: list[Any]  # ENTRY_COLUMNS order
+    subjects: list[Any]  # SUBJECT_COLUMNS order, by (entry_seq, position)
+    sets: dict[str, bytes]
+
+    def by_seq(self) -> dict[int, tuple[StoredEntry, list[tuple[str | None, str]]]]:
+        """Each entry with its (subject, decision set id) rows in position order."""
+        rows: dict[int, list[tuple[str | None, str]]] = {}
+        for s in self.subjects:
+            rows.setdefault(int(s[0]), []).append((s[2], s[3]))
+        return {
+            entry.seq: (entry, rows.get(entry.seq, []))
+            for entry in (read_entry(row) for row in self.entries)
+        }
+
+
+def purge_decision(anchor_seq: int) -> FieldDecision:
+    """The decision a purge records: which entries it removed (path ``seq<=N``)."""
+    return dataclasses.replace(PURGE_DECISION, path=purge_path(anchor_seq))
+
+
 @dataclass(slots=True)
 class _Job:
     prepared: PreparedBatch
     future: asyncio.Future[int]
-    purge_older_than: dt.timedelta | None = None  # set: this job is a purge
+    #: Set: this job is a purge, run alone in the writer (its own transaction).
+    purge: Callable[[], Awaitable[int]] | None = None
+
+
+class PurgeRefused(ValueError):
+    """A purge would remove records younger than their purpose's retention; nothing removed."""
+
+
+def refusal(purpose: str, keep: dt.timedelta) -> str:
+    """Why a purge is refused: it would cut into ``purpose``'s retention."""
+    return (
+        f"refused: the purge would remove records of purpose {purpose} younger than its "
+        f"retention ({keep.days} days, bewaartermijn_dagen); nothing was removed"
+    )
 
 
 class GroupCommitStore(ABC):
@@ -240,6 +298,8 @@ class GroupCommitStore(ABC):
         self._closing = False
         #: When the last transaction failed (monotonic), None after a success: readiness.
         self._last_failure: float | None = None
+        #: Called with the number of entries each committed group added (the checkpointer).
+        self.on_append: Callable[[int], None] | None = None
 
     # ---- backend hooks -------------------------------------------------------------------
 
@@ -260,9 +320,45 @@ class GroupCommitStore(ABC):
         is written again rather than referred to in vain)."""
 
     @abstractmethod
-    async def _purge(self, older_than: dt.timedelta, record: PreparedBatch) -> int:
+    async def _purge(
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
+    ) -> int:
         """Delete the old prefix of entries (and their subject rows), move the anchor, append
-        ``record``: one transaction. Returns the number of logical records deleted."""
+        ``make_record(new anchor seq)``: one transaction. Returns the number of logical
+        records deleted. Tree nodes are never deleted (proofs and old checkpoints stay valid).
+        Raises :class:`PurgeRefused` (nothing deleted) when the prefix holds an entry of a
+        purpose in ``protect`` recorded less than that purpose's retention ago.
+        """
+
+    @abstractmethod
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        """Delete every entry (and its subject rows) of a purpose in ``cutoffs`` recorded
+        before that purpose's cutoff, list them in ``audit_purged`` (seq, hash, the purge's
+        seq) and append ``make_record(their seqs)``: one transaction. Returns the number of
+        logical records deleted. Tree nodes stay."""
+
+    @abstractmethod
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        """The stored tree nodes among ``nodes`` (absent ones left out)."""
+
+    @abstractmethod
+    async def _tree_size(self) -> int:
+        """The number of leaves of the tree: the chain head's seq."""
+
+    @abstractmethod
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        """:func:`~gateway.audit.logcheck.check_log` over one snapshot of the store."""
+
+    @abstractmethod
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        """The entry rows, subject rows and decision sets of the entries ``seqs``."""
 
     @abstractmethod
     async def _search(self, q: AuditQuery) -> list[AuditRecord]: ...
@@ -312,20 +408,107 @@ class GroupCommitStore(ABC):
             return  # nothing was resolved, nothing to record
         await self._submit(_Job(prepared, self._new_future()))
 
-    async def purge(self, older_than: dt.timedelta, context: AccessContext) -> int:
-        """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count."""
+    async def purge(
+        self,
+        older_than: dt.timedelta,
+        context: AccessContext,
+        protect: Mapping[str, dt.timedelta] | None = None,
+    ) -> int:
+        """Retention purge (see :class:`~gateway.audit.store.AuditStore`); returns the count.
+
+        ``protect`` (purpose → retention): refuse (:class:`PurgeRefused`, nothing removed) if
+        the purge would remove an entry of such a purpose younger than its retention.
+        """
         if older_than <= dt.timedelta(0):
             raise ValueError("purge needs a positive age")
-        batch = AuditBatch(
-            context=context,
-            end_time=dt.datetime.now(dt.UTC),
-            request_decisions=[PURGE_DECISION],
-        )
+        ended = dt.datetime.now(dt.UTC)
+        text = self.text_timestamps
+        guard = dict(protect or {})
+
+        def make_record(anchor_seq: int) -> PreparedBatch:
+            # Runs inside the purge's transaction (maybe on the store's thread): its own memo.
+            batch = AuditBatch(
+                context=context, end_time=ended, request_decisions=[purge_decision(anchor_seq)]
+            )
+            return prepare(batch, DecisionSets(), text_timestamps=text)
+
         try:
-            prepared = prepare(batch, self.decision_sets, text_timestamps=self.text_timestamps)
+            prepared = make_record(0)  # checks the context before the job is queued
         except ValueError as exc:
             raise AuditUnavailable(f"purge record rejected: {exc}") from exc
-        return await self._submit(_Job(prepared, self._new_future(), older_than))
+
+        async def run() -> int:
+            return await self._purge(older_than, make_record, guard)
+
+        return await self._submit(_Job(prepared, self._new_future(), run))
+
+    async def purge_expired(
+        self,
+        retention: Mapping[str, dt.timedelta],
+        context: AccessContext,
+        now: dt.datetime | None = None,
+    ) -> int:
+        """Remove the content of every entry past its own purpose's retention (purpose →
+        retention; entries of other purposes stay). The leaves stay in the tree, so roots,
+        proofs and earlier checkpoints still verify; the purge is itself an entry, committing
+        to the list of removed seqs. ``now`` is the clock (tests move it). Returns the number
+        of logical records removed."""
+        moment = now or dt.datetime.now(dt.UTC)
+        cutoffs: dict[str, dt.datetime] = {}
+        for purpose, keep in retention.items():
+            if keep <= dt.timedelta(0):
+                raise ValueError(f"retention of {purpose} must be positive")
+            with contextlib.suppress(OverflowError):  # before the calendar: nothing expired
+                cutoffs[purpose] = moment - keep
+        ended = dt.datetime.now(dt.UTC)
+        text = self.text_timestamps
+
+        def make_record(seqs: list[int]) -> PreparedBatch:
+            decision = dataclasses.replace(PURGE_DECISION, path=purge_set_path(seqs))
+            batch = AuditBatch(context=context, end_time=ended, request_decisions=[decision])
+            return prepare(batch, DecisionSets(), text_timestamps=text)
+
+        try:
+            prepared = make_record([])
+        except ValueError as exc:
+            raise AuditUnavailable(f"purge record rejected: {exc}") from exc
+
+        async def run() -> int:
+            return await self._purge_expired(cutoffs, make_record)
+
+        return await self._submit(_Job(prepared, self._new_future(), run))
+
+    # ---- the Merkle log ------------------------------------------------------------------
+
+    def tree(self) -> TreeReader:
+        """Roots and proofs of the log (:class:`~gateway.audit.tree.TreeReader`)."""
+        return TreeReader(self._read_nodes, self._read_size)
+
+    async def _read_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        try:
+            return await self._tree_nodes(nodes)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit tree read failed ({type(exc).__name__})") from exc
+
+    async def _read_size(self) -> int:
+        try:
+            return await self._tree_size()
+        except Exception as exc:
+            raise AuditUnavailable(f"audit tree read failed ({type(exc).__name__})") from exc
+
+    async def check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        """Check every leaf and entry against signed checkpoints (see :mod:`.logcheck`)."""
+        try:
+            return await self._check_log(checkpoints)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit log check failed ({type(exc).__name__}: {exc})") from exc
+
+    async def entries(self, seqs: list[int]) -> EntryRows:
+        """Entries by seq with their subject rows and decision sets (for report proofs)."""
+        try:
+            return await self._entries(sorted(set(seqs)))
+        except Exception as exc:
+            raise AuditUnavailable(f"audit entry read failed ({type(exc).__name__})") from exc
 
     async def search(self, q: AuditQuery) -> list[AuditRecord]:
         """Records matching every set attribute of ``q``, by seq, at most ``q.limit``."""
@@ -387,11 +570,11 @@ class GroupCommitStore(ABC):
     def _take_group(self) -> list[_Job]:
         """The next transaction: one purge alone, or consecutive commits up to the bound."""
         jobs = self._jobs
-        if jobs[0].purge_older_than is not None:
+        if jobs[0].purge is not None:
             group = [jobs.pop(0)]
             return group
         count, n = 0, 0
-        while n < len(jobs) and jobs[n].purge_older_than is None:
+        while n < len(jobs) and jobs[n].purge is None:
             size = len(jobs[n].prepared)
             if n and count + size > self.max_rows_per_transaction:
                 break
@@ -422,11 +605,16 @@ class GroupCommitStore(ABC):
     async def _run_group(self, group: list[_Job]) -> None:
         try:
             first = group[0]
-            if first.purge_older_than is not None:
-                result = await self._purge(first.purge_older_than, first.prepared)
+            if first.purge is not None:
+                result = await first.purge()
             else:
                 await self._write([job.prepared for job in group])
                 result = 0
+        except PurgeRefused as exc:
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
         except Exception as exc:
             self._last_failure = time.monotonic()
             # Logged without batch content: the trail's data stays in the trail.
@@ -446,3 +634,9 @@ class GroupCommitStore(ABC):
         for job in group:
             if not job.future.done():
                 job.future.set_result(result)
+        hook = self.on_append
+        if hook is not None:
+            try:
+                hook(len(group))
+            except Exception as exc:  # the checkpointer's trouble is never the writer's
+                log.error("audit append hook failed: %s", type(exc).__name__)

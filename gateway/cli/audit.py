@@ -24,20 +24,16 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from gateway.audit.model import (
-    AccessContext,
-    AuditBatch,
-    AuditQuery,
-    AuditRecord,
-    Decision,
-    FieldDecision,
-    SubjectAccess,
-)
+from gateway.audit.merkle import ProofError
+from gateway.audit.model import AccessContext, AuditQuery, AuditRecord
+from gateway.audit.note import NoteError
+from gateway.audit.reading import READING_PURPOSE, record_reading
 from gateway.audit.report import subject_report
 from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.audit.stores import open_store
+from gateway.cli import audit_log
 from gateway.config import ConfigError, Settings
-from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
+from gateway.observability.pseudonym import KEY_FILE, Pseudonymizer, load_or_create_key
 
 app = typer.Typer(
     help="The accountability trail: search, data-subject report, verify, retention purge.",
@@ -46,7 +42,7 @@ app = typer.Typer(
 )
 
 KETENPOORT_OIN = "00000000000000000000"
-AUDIT_PURPOSE = "VERANTWOORDING"
+AUDIT_PURPOSE = READING_PURPOSE
 AUDIT_LEGAL_BASIS = "AVG art. 5 lid 2 en art. 24 (verantwoordingsplicht)"
 #: Reason recorded on the CLI's own records (the "rule" that allowed them).
 CLI_REASON = "AUDIT_CLI"
@@ -142,6 +138,13 @@ def _pseudonym(vnummer: str, state: Path) -> str:
     if not _VNUMMER.fullmatch(vnummer):
         # The value itself is not echoed: it may be a real (mistyped) V-nummer.
         raise BadInputError("a V-nummer is exactly 10 digits")
+    if not (state / KEY_FILE).is_file():
+        # A new key would give a pseudonym nobody was recorded under: an empty AVG art. 15
+        # report from a misconfiguration. Refuse, naming where the key was looked for.
+        raise BadInputError(
+            f"the state directory {state} has no pseudonym key ({KEY_FILE}): point --state "
+            "(or KETENPOORT_STATE) at the gateway's state directory; no key is created here"
+        )
     return Pseudonymizer(load_or_create_key(state))(vnummer)
 
 
@@ -214,14 +217,13 @@ async def _record_use(
     started: dt.datetime,
 ) -> None:
     """Commit the record of this use of the trail (before anything is shown)."""
-    context = _cli_context(officer, started)
-    decision = FieldDecision(coordinate, "", Decision.GIVEN, CLI_REASON, None)
-    batch = AuditBatch(context=context, end_time=dt.datetime.now(dt.UTC))
-    if subject is None:
-        batch.request_decisions.append(decision)
-    else:
-        batch.subjects.append(SubjectAccess(subject, (decision,)))
-    await store.commit(batch)
+    await record_reading(
+        store,
+        _cli_context(officer, started),
+        coordinate=coordinate,
+        reason=CLI_REASON,
+        subjects=[subject] if subject is not None else [],
+    )
 
 
 def record_to_dict(record: AuditRecord) -> dict[str, Any]:
@@ -236,8 +238,10 @@ def record_to_dict(record: AuditRecord) -> dict[str, Any]:
 
 def _line(r: AuditRecord) -> str:
     subject = f"subject={r.data_subject_id[:12]}…" if r.data_subject_id else "subject=-"
+    # An officer named by an application token shows with the application that named it.
+    who = r.officer if r.officer == r.authenticated_as else f"{r.officer} via {r.authenticated_as}"
     return (
-        f"{r.seq:>8}  {r.start_time:%Y-%m-%d %H:%M:%S}Z  {r.organisation:<10} {r.officer:<16} "
+        f"{r.seq:>8}  {r.start_time:%Y-%m-%d %H:%M:%S}Z  {r.organisation:<10} {who:<16} "
         f"{r.purpose or '-':<14} {r.decision.value:<7} {r.reason:<22} {r.path or r.coordinate}  "
         f"{subject}  trace={r.trace_id}"
     )
@@ -320,17 +324,28 @@ def search(
 def report(
     vnummer: Annotated[str, typer.Option("--vnummer", help="The data subject's V-nummer.")],
     as_json: JsonOpt = False,
+    cosigned: Annotated[
+        Path | None,
+        typer.Option(
+            "--cosigned", help="A witness's cosigned checkpoints (prove against the newest)."
+        ),
+    ] = None,
     officer: OfficerOpt = None,
     store: StoreOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Data-subject access report (AVG art. 15): who saw what of this person, and why."""
+    """Data-subject access report (AVG art. 15): who saw what of this person, and why.
+
+    With --json every access carries an inclusion proof against a signed checkpoint
+    (``audit check-report`` verifies it offline).
+    """
     started = dt.datetime.now(dt.UTC)
     try:
         url, state_dir = _resolve(store, state)
         me = _officer(officer)
         subject = _pseudonym(vnummer, state_dir)
-    except BadInputError as exc:
+        settings = audit_log.settings_for(state_dir)
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
 
     async def action(s: AuditStore) -> Any:
@@ -338,22 +353,67 @@ def report(
         await _record_use(
             s, officer=me, coordinate="Audit.report", subject=subject, started=started
         )
+        if as_json:
+            try:
+                return await audit_log.proofs_for(s, result, settings, cosigned)
+            except (audit_log.LogInputError, NoteError, ProofError) as exc:
+                raise BadInputError(f"report proofs: {exc}") from exc
         return result
 
     result = _run(url, action)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         typer.echo(result.to_markdown(), nl=False)
 
 
+@app.command("check-report")
+def check_report(
+    report_file: Annotated[Path, typer.Argument(metavar="REPORT.json", help="A --json report.")],
+    pubkey: Annotated[str, typer.Option("--pubkey", help="The log's verifier key (text or file).")],
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="Require this witness's cosignature (repeatable)."),
+    ] = None,
+) -> None:
+    """Verify an access report's proofs offline: no database, only the log's public key."""
+    audit_log.check_report_command(report_file, pubkey, witness_key or [])
+
+
 @app.command()
-def verify(store: StoreOpt = None, state: StateOpt = None) -> None:
-    """Verify the hash chain; exit 1 naming the first broken entry (request) by its seq."""
+def verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", help="Check the Merkle log against this file's signed checkpoints."
+        ),
+    ] = None,
+    pubkey: Annotated[
+        str | None,
+        typer.Option("--pubkey", help="The log's verifier key (default <state>/checkpoint.pub)."),
+    ] = None,
+    store: StoreOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Verify the hash chain; exit 1 naming the first broken entry (request) by its seq.
+
+    With --checkpoint: verify every leaf and entry against published signed checkpoints;
+    exit 1 naming the first bad leaf or the inconsistent size.
+    """
     try:
-        url, _ = _resolve(store, state)
-    except BadInputError as exc:
+        url, state_dir = _resolve(store, state)
+        if checkpoint is not None:
+            key = audit_log.log_key(pubkey, state_dir)
+            checkpoints = audit_log.read_checkpoints(checkpoint, key)
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
+    if checkpoint is not None:
+
+        async def check(s: AuditStore) -> Any:
+            return await s.check_log(checkpoints)
+
+        audit_log.print_log_check(_run(url, check))
+        return
 
     async def action(s: AuditStore) -> Any:
         return await s.verify()
@@ -372,30 +432,46 @@ def verify(store: StoreOpt = None, state: StateOpt = None) -> None:
 @app.command()
 def purge(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m (w d h m s).")
-    ],
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Manual: delete the oldest records older than this age (w d h m s); refused "
+            "if that would remove a record younger than its purpose's retention.",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     officer: OfficerOpt = None,
     store: StoreOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """Retention purge: delete records older than the given age; the purge is recorded."""
+    """Retention purge: remove the content of every record past its own purpose's
+    bewaartermijn_dagen (the policy's); the leaf hashes stay, so the log still verifies. The
+    purge is itself recorded."""
     started = dt.datetime.now(dt.UTC)
     try:
-        url, _ = _resolve(store, state)
+        url, state_dir = _resolve(store, state)
         me = _officer(officer)
-        age = parse_duration(older_than)
-    except BadInputError as exc:
+        age = parse_duration(older_than) if older_than is not None else None
+        retention = audit_log.retention_of(audit_log.settings_for(state_dir))
+    except (BadInputError, audit_log.LogInputError) as exc:
         _fail(str(exc), 2)
-    if not yes and not typer.confirm(f"Delete audit records older than {age}?", default=False):
+    question = (
+        f"Delete audit records older than {age}?"
+        if age is not None
+        else "Remove the content of audit records past their purpose's retention?"
+    )
+    if not yes and not typer.confirm(question, default=False):
         _fail("purge cancelled", 1)
     context = _cli_context(me, started)
 
     async def action(s: AuditStore) -> int:
-        return await s.purge(age, context)
+        if age is None:
+            return await s.purge_expired(retention, context)
+        return await s.purge(age, context, protect=retention)
 
     deleted = _run(url, action)
-    typer.echo(f"purged {deleted} record(s) older than {age}; the purge itself is recorded")
+    what = f"older than {age}" if age is not None else "past their purpose's retention"
+    typer.echo(f"purged {deleted} record(s) {what}; the purge itself is recorded")
 
 
 @app.command()

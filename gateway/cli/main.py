@@ -75,6 +75,7 @@ def serve(
 
     from gateway.http.server import StartError
     from gateway.http.server import serve as serve_gateway
+    from gateway.observability.tracing import check_traces_spec
 
     if mode is not None and mode not in ("development", "production"):
         fail("--mode must be development or production")
@@ -99,6 +100,10 @@ def serve(
         load_policy(settings.policy, gateway_coordinates())
     except (PolicyError, OSError) as exc:
         fail(f"policy refused: {exc}", 1)
+    try:
+        check_traces_spec(settings.traces_spec)
+    except ValueError as exc:
+        fail(str(exc))
 
     def announce() -> None:
         typer.echo(
@@ -113,6 +118,58 @@ def serve(
 
 
 @app.command()
+def console(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (KETENPOORT_CONSOLE_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (KETENPOORT_CONSOLE_PORT).")] = None,
+    session: Annotated[
+        float | None,
+        typer.Option(help="Session lifetime in seconds (KETENPOORT_CONSOLE_SESSION)."),
+    ] = None,
+) -> None:
+    """Run the accountability console: the trail in a browser, for security teams and the FG.
+
+    It reads the audit store of the same settings as ``serve`` (KETENPOORT_STATE,
+    KETENPOORT_AUDIT_STORE, KETENPOORT_POLICY) and never the registries.
+    """
+    import uvicorn
+
+    from gateway.assembly.runtime import build_authenticator, load_gateway_policy
+    from gateway.console.app import create_app as create_console
+    from gateway.console.settings import ConsoleSettings
+    from gateway.policy.model import PolicyError
+
+    settings = settings_from_env()
+    try:
+        console_settings = ConsoleSettings.from_env()
+        changes = {"host": host, "port": port, "session_seconds": session}
+        console_settings = console_settings.with_(
+            **{k: v for k, v in changes.items() if v is not None}
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        load_gateway_policy(settings)
+        build_authenticator(settings)
+    except (PolicyError, OSError, ValueError) as exc:
+        fail(f"console refused: {exc}", 1)
+    typer.echo(
+        f"Ketenpoort console on http://{console_settings.host}:{console_settings.port}/ "
+        f"(audit store {settings.audit_store_url.split('://')[0]}, {settings.mode})",
+        err=True,
+    )
+    # No access log: search URLs carry the V-nummers the viewer typed.
+    uvicorn.run(
+        create_console(settings, console_settings),
+        host=console_settings.host,
+        port=console_settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
 def token(
     org: Annotated[str, typer.Option(help="Organisation id in the policy, e.g. NVIK.")],
     role: Annotated[list[str], typer.Option(help="Role (repeatable).")],
@@ -120,6 +177,12 @@ def token(
     sub: Annotated[str, typer.Option(help="Officer id (the token's sub).")] = "medewerker-001",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
     state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
+    act_for_officers: Annotated[
+        bool,
+        typer.Option(
+            help="An application token that may name the officer it acts for (X-Gebruiker)."
+        ),
+    ] = False,
 ) -> None:
     """Mint a development token (last line of the output). Refused outside development mode."""
     from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
@@ -142,6 +205,17 @@ def token(
     unknown = [p for p in doelbinding if p not in policy.purposes]
     if unknown:
         fail(f"unknown purpose(s): {', '.join(unknown)}")
+    # A role the policy does not know for the organisation matches no rule: such a token would
+    # only ever be refused, so say so now instead of at the first query.
+    known_roles = organisation.roles or tuple(
+        sorted({r for rule in policy.rules if rule.organisation == org for r in rule.roles} - {"*"})
+    )
+    unknown_roles = [r for r in role if r not in known_roles]
+    if unknown_roles:
+        fail(
+            f"unknown role(s) for {org}: {', '.join(unknown_roles)} "
+            f"(known: {', '.join(known_roles) or 'none'})"
+        )
     key = load_or_create_dev_key(settings.state_dir)
     typer.echo(
         f"# development token for {sub} ({org}, roles {', '.join(role)}), valid {ttl} s", err=True
@@ -157,6 +231,7 @@ def token(
             roles=role,
             purposes=doelbinding,
             ttl=ttl,
+            act_for_officers=act_for_officers,
         )
     )
 
@@ -214,6 +289,59 @@ def documents_build(
     else:
         output.write_text(rendered + "\n", encoding="utf-8")
         typer.echo(f"{len(manifest)} trusted documents written to {output}", err=True)
+
+
+cache_app = typer.Typer(help="The registry cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("purge")
+def cache_purge(
+    vnummer: Annotated[str, typer.Option("--vnummer", help="The data subject's V-nummer.")],
+    cache: Annotated[str | None, typer.Option(help="redis://... (KETENPOORT_CACHE).")] = None,
+    state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
+) -> None:
+    """Remove one person's cached registry answers from the Redis cache now."""
+    import asyncio
+    import re
+
+    from gateway.execution.cache import purge_subject
+    from gateway.observability.pseudonym import KEY_FILE, Pseudonymizer, load_or_create_key
+
+    settings = settings_from_env(cache=cache, state_dir=state)
+    if not re.fullmatch(r"\d{10}", vnummer):
+        fail("a V-nummer is exactly 10 digits")
+    if not (settings.state_dir / KEY_FILE).is_file():
+        fail(f"the state directory {settings.state_dir} has no pseudonym key ({KEY_FILE})")
+    pseudonym = Pseudonymizer(load_or_create_key(settings.state_dir))(vnummer)
+    try:
+        removed = asyncio.run(purge_subject(settings.cache, pseudonym))
+    except ValueError as exc:
+        fail(str(exc))
+    except Exception as exc:  # redis' own errors are no OSError: one line, exit 1
+        fail(f"cache unreachable: {type(exc).__name__}: {exc}", 1)
+    typer.echo(f"removed {removed} cached answer(s) about this person")
+
+
+@app.command()
+def witness(
+    log: Annotated[str, typer.Option("--log", help="The gateway's base URL.")],
+    key: Annotated[
+        Path, typer.Option("--key", help="This witness's cosigning key (created if absent).")
+    ],
+    state: Annotated[Path, typer.Option("--state", help="The witness's state directory.")],
+    log_key: Annotated[
+        str | None,
+        typer.Option("--log-key", help="The log's verifier key (pinned in --state on first use)."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Key name of a new witness key.")
+    ] = "witness.ketenpoort.local",
+) -> None:
+    """Cosign the log's latest checkpoint if it extends the last one cosigned; else exit 1."""
+    from gateway.cli.audit_log import witness_command
+
+    witness_command(log, key, state, log_key, name)
 
 
 def main() -> None:

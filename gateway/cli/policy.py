@@ -1,4 +1,5 @@
-"""``ketenpoort policy check|explain|render`` — the policy as reviewers and operators use it.
+"""``ketenpoort policy check|explain|render|purposes`` — the policy as reviewers, operators and
+integrators use it.
 
 The lead mounts :data:`app` as the ``policy`` sub-command. Every command validates the policy
 against the gateway's own schema (the same check as at start), so what passes here also starts.
@@ -21,7 +22,7 @@ import typer
 from gateway.assembly.policy_file import load_policy
 from gateway.policy import model as policy_mod
 from gateway.policy.model import Policy, PolicyError
-from gateway.policy.register import render_markdown
+from gateway.policy.register import purposes_table, render_markdown
 
 DEFAULT_POLICY = Path("policy/ketenbeleid.yaml")
 
@@ -150,3 +151,10 @@ def render(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}")
+
+
+@app.command()
+def purposes(file: FileArgument = None) -> None:
+    """Print the purposes with their processing activities (X-Doelbinding, X-Verwerking) and who
+    they are granted to, as a Markdown table (the README's table for integrators)."""
+    typer.echo(purposes_table(_load(file)), nl=False)

@@ -79,3 +79,29 @@ def open_cache(url: str, ttl: float) -> RecordCache:
         timeout=0.5,
     )
     return RecordCache(backend, ttl)
+
+
+async def purge_subject(url: str, pseudonym: str) -> int:
+    """Delete every cached registry answer about one data subject (by pseudonym) from the Redis
+    cache at ``url``; returns how many keys went. ``memory`` caches live inside a gateway
+    process, unreachable from here: ``ValueError`` (they empty themselves within the TTL)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "redis":
+        raise ValueError(
+            "KETENPOORT_CACHE is not Redis: an in-process cache lives inside the running "
+            "gateway and empties itself within KETENPOORT_CACHE_TTL seconds"
+        )
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 6379,
+        db=int(parsed.path.lstrip("/") or 0),
+        password=parsed.password,
+    )
+    try:
+        # Keys are <namespace><registry>:<field set>:<pseudonym>; the pseudonym is 64 hex.
+        keys = [k async for k in client.scan_iter(match=f"{NAMESPACE}*:{pseudonym}", count=500)]
+        return int(await client.delete(*keys)) if keys else 0
+    finally:
+        await client.aclose()

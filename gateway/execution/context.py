@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from gateway.audit.model import FieldDecision
+from gateway.proportionality.counting import Tally
 
 if TYPE_CHECKING:
     from graphql import DocumentNode
@@ -53,3 +54,6 @@ class RequestState:
     persons: dict[str, PersonOutcome] = field(default_factory=dict)
     accesses: list[Access] = field(default_factory=list)
     request_decisions: list[FieldDecision] = field(default_factory=list)
+    #: What the request names and may return (gateway.proportionality.counting), set before
+    #: execution, also when the request is refused (its count of identifiers is recorded).
+    tally: Tally = field(default_factory=Tally)

@@ -8,9 +8,7 @@ Nothing here runs per field.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from strawberry.types import Info
@@ -19,19 +17,10 @@ from gateway.audit.model import AuditQuery, Decision, FieldDecision
 from gateway.errors import Code, GatewayError
 from gateway.execution.context import Access, RequestState
 from gateway.execution.fetch import PersonFetcher, PersonOutcome
+from gateway.identifiers import is_vnummer
 from gateway.planning.plan import RootPlan
+from gateway.proportionality.counting import moment, search_limit
 from gateway.proportionality.suppression import Cell, RawCell, suppress, suppress_hierarchy
-
-VNUMMER = re.compile(r"^\d{10}$")
-
-
-def check_vnummer(value: Any) -> str:
-    """A V-nummer is 10 digits; anything else is bad input, never a look-up."""
-    if not isinstance(value, str) or not VNUMMER.match(value):
-        raise GatewayError(
-            Code.BAD_USER_INPUT, "A V-nummer is exactly 10 digits.", argument="vnummer"
-        )
-    return value
 
 
 def _root(info: Info) -> tuple[RequestState, RootPlan]:
@@ -55,7 +44,21 @@ def fetcher_for(state: RequestState) -> PersonFetcher:
     return state.fetcher
 
 
-def _nothing_given(decisions: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
+def out_of_scope_error(purpose_id: str) -> GatewayError:
+    """The error in place of a person outside the purpose's row scope."""
+    return GatewayError(
+        Code.SUBJECT_OUT_OF_SCOPE,
+        f"This person is outside the scope of purpose {purpose_id}.",
+        doelbinding=purpose_id,
+    )
+
+
+def scope_unchecked_error() -> GatewayError:
+    """The error in place of a person whose scope the BVV could not check."""
+    return GatewayError(Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV")
+
+
+def nothing_given(decisions: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
     """The decisions of a person whose scope could not be checked: every 'given' an error."""
     return tuple(
         FieldDecision(d.coordinate, d.path, Decision.ERROR, Code.REGISTRY_UNAVAILABLE, d.registry)
@@ -81,22 +84,12 @@ def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutco
             results.append(overlay.apply_to_own(outcome.value))
         elif outcome.out_of_scope:
             accesses.append(Access(root, outcome.vnummer, root.out_of_scope))
-            results.append(
-                GatewayError(
-                    Code.SUBJECT_OUT_OF_SCOPE,
-                    f"This person is outside the scope of purpose {state.purpose.id}.",
-                    doelbinding=state.purpose.id,
-                )
-            )
+            results.append(out_of_scope_error(state.purpose.id))
         elif outcome.failed:
             # The scope could not be checked: nothing of this person is released (no other
             # registry was even asked), so no decision may stay "given".
-            accesses.append(Access(root, outcome.vnummer, _nothing_given(root.decisions)))
-            results.append(
-                GatewayError(
-                    Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
-                )
-            )
+            accesses.append(Access(root, outcome.vnummer, nothing_given(root.decisions)))
+            results.append(scope_unchecked_error())
         else:  # unknown: that it is unknown was disclosed, so it is recorded
             accesses.append(Access(root, outcome.vnummer, root.not_found))
             results.append(None)
@@ -106,16 +99,14 @@ def _deliver(state: RequestState, root: RootPlan, outcomes: Sequence[PersonOutco
 def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
     """The persons a root field names; fetched before execution (:meth:`Gateway.prepare`)."""
     state, root = _root(info)
-    if root.refusal is not None:
-        for vnummer in vnummers:
-            state.accesses.append(Access(root, vnummer, root.decisions))
+    if root.refusal is not None:  # recorded for the request: it names nobody in the trail
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
     persons = state.persons
     outcomes = []
     for vnummer in vnummers:
         outcome = persons.get(vnummer)
         if outcome is None:  # every V-nummer was checked and fetched before execution
-            check_vnummer(vnummer)
             raise GatewayError(Code.INTERNAL_ERROR, "A person was not fetched before execution.")
         outcomes.append(outcome)
     return _deliver(state, root, outcomes)
@@ -135,20 +126,33 @@ def many(info: Info, vnummers: Sequence[str]) -> list[Any]:
 async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
+        state.request_decisions.extend(root.request_decisions)
         raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
+    # Checked before execution (gateway.proportionality.counting); the strip is the search's.
     surname = surname.strip()
-    if not surname or len(surname) > 200:
-        raise GatewayError(Code.BAD_USER_INPUT, "geslachtsnaam must be 1-200 characters.")
+    scope = state.purpose.rijbereik
+    # The row scope goes to the BVV like a look-up's: persons outside it are not projected, and
+    # the search asks for no more persons than it was charged for.
     found = await state.registries.bvv.search(
-        surname, birth_date, ("vnummer",), state.purpose.max_subjects
+        surname,
+        birth_date,
+        ("vnummer",),
+        search_limit(state.purpose),
+        None if scope is None else scope.as_condition(),
     )
-    vnummers = list(dict.fromkeys(check_vnummer(record["vnummer"]) for record in found))
+    if not all(is_vnummer(v) for v in found.records):
+        raise GatewayError(
+            Code.REGISTRY_UNAVAILABLE, "Registry BVV is unavailable.", registry="BVV"
+        )
+    # Matches outside the scope stay at the registry (it does not name them to us): they are not
+    # looked up, not in the answer, and not recorded as data subjects.
+    vnummers = list(found.records)
     if not vnummers:  # that nobody matches was disclosed: recorded, without a data subject
         state.request_decisions.extend(root.not_found)
         return []
     outcomes = await fetcher_for(state).persons(vnummers)
-    # Search results outside the scope are left out of the list (it has no room for an
-    # error per item) but recorded as refused.
+    # A person who left the scope between the search and the look-up is left out of the list
+    # (it has no room for an error per item) and recorded as refused.
     return [
         p
         for p in _deliver(state, root, outcomes)
@@ -207,15 +211,6 @@ async def _suppressed_cells(state: RequestState, peildatum: str, grouping: str) 
     return cells
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise GatewayError(Code.BAD_USER_INPUT, f"{name} must be an ISO 8601 date-time.") from None
-
-
 async def audit_search(
     info: Info,
     vnummer: str | None,
@@ -229,13 +224,15 @@ async def audit_search(
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
         raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
-    query = AuditQuery(  # input checked first: a bad search gives nothing, so records no "given"
-        subject=state.pseudonym(check_vnummer(vnummer)) if vnummer is not None else None,
+    # Every argument was checked before anything was charged (gateway.proportionality.counting);
+    # the bounds are read with the same parser.
+    query = AuditQuery(
+        subject=state.pseudonym(vnummer) if vnummer is not None else None,
         officer=officer,
         organisation=organisation,
         purpose=purpose,
-        since=_when(since, "sinds"),
-        until=_when(until, "tot"),
+        since=moment(since, "sinds"),
+        until=moment(until, "tot"),
         limit=500,
     )
     if vnummer is not None:  # a search about a person is recorded about that person

@@ -6,18 +6,24 @@ what its purpose allows, and a refused field (``religie`` for TOEZICHT_VW, say) 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
     GraphQLField,
     GraphQLList,
     GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    execute,
     print_schema,
 )
+
+from gateway.policy.model import Grant
 
 
 def filtered_schema(schema: GraphQLSchema, allowed: Collection[str]) -> GraphQLSchema | None:
@@ -83,3 +89,37 @@ def visible_sdl(schema: GraphQLSchema, allowed: Collection[str]) -> str:
     """The SDL a caller with this grant sees (``ketenpoort schema``)."""
     filtered = filtered_schema(schema, allowed)
     return "" if filtered is None else print_schema(filtered)
+
+
+class VisibleSchemas:
+    """The schema each grant may see, built once per grant: introspection and validation
+    messages are answered from it."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self._schema = schema
+        self._by_grant: dict[tuple[str, frozenset[str], str], GraphQLSchema | None] = {}
+
+    def schema_for(self, grant: Grant) -> GraphQLSchema | None:
+        """The grant's filtered schema; ``None`` when it may see nothing."""
+        key = (grant.organisation, grant.roles, grant.purpose.id)
+        if key not in self._by_grant:
+            self._by_grant[key] = filtered_schema(self._schema, grant.allowed)
+        return self._by_grant[key]
+
+
+def introspect(
+    schema: GraphQLSchema | None,
+    document: DocumentNode,
+    variables: Mapping[str, Any],
+    operation_name: str | None,
+) -> ExecutionResult:
+    """Answer an introspection operation from the caller's visible ``schema``."""
+    if schema is None:
+        return ExecutionResult(
+            data=None, errors=[GraphQLError("Nothing in this schema is visible to you.")]
+        )
+    result = execute(
+        schema, document, variable_values=dict(variables), operation_name=operation_name
+    )
+    assert isinstance(result, ExecutionResult)  # no async resolvers in introspection
+    return result

@@ -100,3 +100,19 @@ def schema_coordinates(schema: GraphQLSchema) -> dict[str, str]:
         for field_name, field in type_.fields.items():
             coordinates[f"{name}.{field_name}"] = _named_type(field.type).name
     return coordinates
+
+
+def non_null_coordinates(schema: GraphQLSchema) -> frozenset[str]:
+    """The ``Type.field`` coordinates of non-null fields, root fields left out.
+
+    A refused one nulls its parent (:mod:`gateway.policy.non_null` refuses policies that would);
+    a refused non-null *root* field is refused per request instead (gateway.pipeline.refusals).
+    """
+    root = schema.query_type.name if schema.query_type is not None else None
+    return frozenset(
+        f"{name}.{field_name}"
+        for name, type_ in schema.type_map.items()
+        if name != root and not name.startswith("__") and isinstance(type_, GraphQLObjectType)
+        for field_name, field in type_.fields.items()
+        if isinstance(field.type, GraphQLNonNull)
+    )

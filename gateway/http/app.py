@@ -1,4 +1,6 @@
-"""The ASGI application: ``POST /graphql``, GraphiQL (development), ``/healthz``, ``/readyz``.
+"""The ASGI application: ``/graphql`` (GraphQL over HTTP, the explorer in development),
+``/healthz``, ``/readyz``, and the audit log's checkpoint and proofs under
+``/.well-known/ketenpoort/``.
 
 :func:`create_app` wraps :func:`gateway.assembly.runtime.start_gateway` for uvicorn: the
 components start in the lifespan and close at shutdown.
@@ -6,36 +8,35 @@ components start in the lifespan and close at shutdown.
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.assembly.runtime import Running, start_gateway
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.store import AuditStore
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
+from gateway.http.explorer import explorer_page, explorer_routes
+from gateway.http.graphql_http import METHODS, SERVER_MAX_HEADER_BYTES, graphql_over_http
+from gateway.http.log_routes import log_routes
 from gateway.pipeline.answer import Answer, error_answer
 
 log = logging.getLogger("ketenpoort.app")
-MAX_BODY = 256 * 1024
 
 
-def _json(answer: Answer) -> Response:
-    return Response(
-        answer.encode(),
-        status_code=answer.status,
-        headers=answer.headers,
-        media_type="application/json",
-    )
+def server_options() -> dict[str, Any]:
+    """Options for ``uvicorn.run`` that the HTTP layer relies on (header size, see
+    :data:`~gateway.http.graphql_http.SERVER_MAX_HEADER_BYTES`)."""
+    return {"h11_max_incomplete_event_size": SERVER_MAX_HEADER_BYTES}
 
 
 def create_app(
@@ -54,39 +55,25 @@ def create_app(
         finally:
             await holder["running"].close()
 
-    async def graphql_post(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _json(
-                error_answer(GatewayError(Code.BAD_USER_INPUT, "The request body is too large."))
-            )
+    async def handle(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Answer:
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
-            payload = None
-        if not isinstance(payload, dict):
-            return _json(
-                error_answer(GatewayError(Code.BAD_USER_INPUT, "The body must be a JSON object."))
-            )
-        try:
-            # Starlette's header names are lower-case already.
-            answer = await holder["running"].gateway.handle(request.headers, payload)
+            return await holder["running"].gateway.handle(headers, payload)
         except Exception as exc:  # a bug of ours: no data, no detail, a stable code
             where = traceback.extract_tb(exc.__traceback__)[-1]
             # Type and place only: an exception's message could carry input values.
             log.error(
                 "internal error %s at %s:%s", type(exc).__name__, where.filename, where.lineno
             )
-            answer = error_answer(GatewayError(Code.INTERNAL_ERROR, "Internal error."))
-        return _json(answer)
+            return error_answer(GatewayError(Code.INTERNAL_ERROR, "Internal error."))
 
-    async def graphql_get(_: Request) -> Response:
-        if not settings.development:
-            return JSONResponse(
-                {"errors": [{"message": "Use POST.", "extensions": {"code": "BAD_USER_INPUT"}}]},
-                405,
-            )
-        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+    async def graphql(request: Request) -> Response:
+        return await graphql_over_http(
+            request,
+            handle,
+            max_tokens=settings.limits.max_tokens,
+            # The explorer page only in development mode, only for a browser asking for HTML.
+            explorer=(lambda _: explorer_page()) if settings.development else None,
+        )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -113,12 +100,19 @@ def create_app(
             {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
         )
 
+    def log_source() -> tuple[AuditStore, Checkpointer] | None:
+        running = holder.get("running")
+        if running is None or running.checkpointer is None:
+            return None
+        return running.gateway.audit_store, running.checkpointer
+
     return Starlette(
         routes=[
-            Route("/graphql", graphql_post, methods=["POST"]),
-            Route("/graphql", graphql_get, methods=["GET"]),
+            Route("/graphql", graphql, methods=METHODS),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *explorer_routes(settings, lambda: holder["running"].gateway),
+            *log_routes(log_source),
         ],
         lifespan=lifespan,
     )

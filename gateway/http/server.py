@@ -18,7 +18,7 @@ import uvicorn
 
 from gateway.assembly.runtime import start_gateway
 from gateway.config import Settings
-from gateway.http.app import create_app
+from gateway.http.app import create_app, server_options
 
 log = logging.getLogger("ketenpoort.server")
 
@@ -43,5 +43,6 @@ async def serve(settings: Settings, announce: Callable[[], None] | None = None) 
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        **server_options(),
     )
     await uvicorn.Server(config).serve()

@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.context import attach, detach
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -33,9 +35,12 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from gateway import __version__
 from gateway.internals import span_processor_fanout
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+#: The OTLP/HTTP path of traces (OTLP specification), added to a collector URL without a path.
+OTLP_TRACES_PATH: Final = "/v1/traces"
 _UNSET = Status(StatusCode.UNSET)
 
 
@@ -72,16 +77,54 @@ def exporter_for(spec: str) -> SpanExporter | None:
     if spec.startswith("otlp:"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=spec.removeprefix("otlp:"), timeout=5)
+        return OTLPSpanExporter(endpoint=otlp_endpoint(spec.removeprefix("otlp:")), timeout=5)
     raise ValueError(
         f"KETENPOORT_TRACES must be console, file:PATH, otlp:URL or none; got {spec!r}"
     )
 
 
+def otlp_endpoint(url: str) -> str:
+    """The OTLP/HTTP traces endpoint for ``url``.
+
+    A URL without a path (``http://collector:4318``, the form people type) gets the standard
+    ``/v1/traces``; posting to ``/`` would lose every span without a word. A URL with a path is
+    used as given. Anything but an http(s) URL with a host raises :class:`ValueError`.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"KETENPOORT_TRACES=otlp:URL needs an http(s) URL of an OTLP/HTTP collector, "
+            f"e.g. otlp:http://127.0.0.1:4318; got {url!r}"
+        )
+    if parts.path in ("", "/"):
+        return urlunsplit(parts._replace(path=OTLP_TRACES_PATH))
+    return urlunsplit(parts)
+
+
+def check_traces_spec(spec: str) -> None:
+    """Raise :class:`ValueError` with a clear message if ``spec`` cannot export (checked at
+    start-up, before any span could be lost)."""
+    if spec in ("none", "console") or (spec.startswith("file:") and spec != "file:"):
+        return
+    if spec.startswith("otlp:"):
+        otlp_endpoint(spec.removeprefix("otlp:"))
+        return
+    raise ValueError(
+        f"KETENPOORT_TRACES must be console, file:PATH, otlp:URL or none; got {spec!r}"
+    )
+
+
+def service_resource() -> Resource:
+    """The resource every span carries: ``service.name`` and ``service.version``."""
+    return Resource.create({SERVICE_NAME: "ketenpoort", SERVICE_VERSION: __version__})
+
+
 def build_tracer_provider(spec: str, exporter: SpanExporter | None = None) -> TracerProvider:
     """A provider exporting per ``spec`` (or to ``exporter``). Spans are always created: their
     ids are the audit records' ``trace_id``/``span_id`` even when nothing is exported."""
-    provider = TracerProvider()
+    if exporter is None:
+        check_traces_spec(spec)
+    provider = TracerProvider(resource=service_resource())
     chosen = exporter if exporter is not None else exporter_for(spec)
     if chosen is not None:
         provider.add_span_processor(BatchSpanProcessor(chosen))
@@ -134,7 +177,13 @@ class SpanSink:
 
     def child(self, parent: SpanContext) -> SpanContext:
         """A new span context in ``parent``'s trace."""
-        return SpanContext(parent.trace_id, self.ids.generate_span_id(), False, SAMPLED)
+        return SpanContext(
+            parent.trace_id,
+            self.ids.generate_span_id(),
+            False,
+            SAMPLED,
+            trace_state=parent.trace_state,
+        )
 
     def request(self, incoming: SpanContext | None, name: str = "POST /graphql") -> RequestSpan:
         return RequestSpan(self, incoming, name)
@@ -154,7 +203,14 @@ class RequestSpan:
         self.name = name
         self.parent = incoming if incoming is not None and incoming.is_valid else None
         trace_id = self.parent.trace_id if self.parent else sink.ids.generate_trace_id()
-        self.context = SpanContext(trace_id, sink.ids.generate_span_id(), False, SAMPLED)
+        # The caller's tracestate travels on (W3C Trace Context): to the registries too.
+        self.context = SpanContext(
+            trace_id,
+            sink.ids.generate_span_id(),
+            False,
+            SAMPLED,
+            trace_state=self.parent.trace_state if self.parent else None,
+        )
         self.attributes: dict[str, str | int] = {}
         self.error: str | None = None
         self._start = 0

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+    specified_rules,
+)
+from graphql.execution.values import get_variable_values
 from strawberry.schema.schema import validate_document
 
 from gateway.planning.plan import directive_variables
@@ -28,6 +38,8 @@ class Document:
     errors: tuple[GraphQLError, ...]
     #: Variables used by @skip/@include: they change the plan, so they are part of its key.
     directive_variables: tuple[str, ...] = ()
+    #: The parsed document even when it is not valid (for :func:`errors_for_caller`).
+    parsed: DocumentNode | None = None
 
     @property
     def too_complex(self) -> bool:
@@ -62,5 +74,44 @@ class DocumentCache:
         # Strawberry's validation: graphql's rules plus strawberry's own (oneOf, Maybe).
         errors = tuple(validate_document(self._schema, node, tuple(specified_rules)))
         if errors:
-            return Document(None, errors)
-        return Document(node, (), directive_variables(node))
+            return Document(None, errors, parsed=node)
+        return Document(node, (), directive_variables(node), node)
+
+
+def errors_for_caller(document: Document, schema: GraphQLSchema | None) -> list[GraphQLError]:
+    """A refused document's errors as the caller may read them: validated against the schema
+    that caller may see, so no message names or suggests a type or field hidden from it.
+
+    Parse errors (and the token limit) do not depend on the schema and are returned as they are.
+    """
+    if document.parsed is None:
+        return list(document.errors)
+    errors = (
+        validate_document(schema, document.parsed, tuple(specified_rules))
+        if schema is not None
+        else []
+    )
+    return list(errors) or [GraphQLError("The document is not valid against your schema.")]
+
+
+def variable_errors_for_caller(
+    document: Document,
+    operation: OperationDefinitionNode,
+    variables: Mapping[str, Any],
+    schema: GraphQLSchema | None,
+) -> list[GraphQLError]:
+    """Why ``variables`` do not fit ``operation``, as the caller may read it: the document is
+    checked and the variables coerced against the schema that caller may see, so no message
+    names or suggests an enum value, type or field hidden from it.
+
+    A document valid against the full schema but not against the caller's gets the caller's
+    validation errors (``Unknown type 'StatistiekGroepering'.``), as :func:`errors_for_caller`.
+    """
+    fallback = [GraphQLError("The variables are not valid against your schema.")]
+    if schema is None or document.parsed is None:
+        return fallback
+    errors = validate_document(schema, document.parsed, tuple(specified_rules))
+    if errors:
+        return list(errors)
+    told = get_variable_values(schema, operation.variable_definitions or (), dict(variables))
+    return told if isinstance(told, list) else fallback

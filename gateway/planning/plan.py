@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from graphql import (
     BooleanValueNode,
@@ -31,14 +31,11 @@ from gateway.audit.model import Decision, FieldDecision
 from gateway.domain import REGISTRY_OF_FIELD
 from gateway.errors import Code, GatewayError
 
+#: The type of a person: a root field returning it (one, a list, a search) is recorded per data
+#: subject, read off the schema, so a new root field needs no row here. How each root field is
+#: counted against caps and quotas is the one table
+#: :data:`gateway.proportionality.counting.ROOT_COUNTING`.
 PERSON_TYPE = "Vreemdeling"
-#: Root fields that return persons, and the argument that names them.
-SubjectKind = Literal["one", "many", "search", "none"]
-PERSON_ROOTS: dict[str, tuple[SubjectKind, str | None]] = {
-    "vreemdeling": ("one", "vnummer"),
-    "vreemdelingen": ("many", "vnummers"),
-    "zoekVreemdelingen": ("search", None),
-}
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 
 
@@ -86,26 +83,6 @@ class Overlay:
 
 
 @dataclass(frozen=True, slots=True)
-class SubjectSource:
-    """How a root field names its persons: a literal or a variable of one argument."""
-
-    kind: SubjectKind
-    argument: str | None = None
-    variable: str | None = None
-    literal: Any = None
-    #: A literal that may hold variables (``[$v, "0123456789"]``): evaluated per request, since
-    #: the plan is shared by requests with other variable values.
-    node: ValueNode | None = None
-
-    def values(self, variables: Mapping[str, Any] | None) -> Any:
-        if self.variable is not None:
-            return (variables or {}).get(self.variable)
-        if self.node is not None:
-            return value_from_ast_untyped(self.node, dict(variables or {}))
-        return self.literal
-
-
-@dataclass(frozen=True, slots=True)
 class RootPlan:
     """One root field (by response key) of the operation."""
 
@@ -113,7 +90,10 @@ class RootPlan:
     field_name: str
     coordinate: str
     refusal: GatewayError | None
-    source: SubjectSource
+    #: The arguments as written: literals, variables, or lists mixing both. Evaluated per
+    #: request (:meth:`argument_values`), since the plan is shared by requests with other
+    #: variable values.
+    arguments: tuple[tuple[str, ValueNode], ...]
     #: Decisions recorded for each person this root field returns (registry failures aside).
     decisions: tuple[FieldDecision, ...]
     #: The decision recorded for a person outside the purpose's row scope.
@@ -124,6 +104,18 @@ class RootPlan:
     request_decisions: tuple[FieldDecision, ...]
     #: Refusals to lay over the objects of a root that returns no persons.
     overlay: Overlay | None = None
+
+    def argument_values(self, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The arguments' values for one request (variables already coerced by graphql)."""
+        given = dict(variables or {})
+        values: dict[str, Any] = {}
+        for name, node in self.arguments:
+            if isinstance(node, VariableNode):
+                if node.name.value in given:  # an unset variable is an absent argument
+                    values[name] = given[node.name.value]
+            else:
+                values[name] = value_from_ast_untyped(node, given)
+        return values
 
 
 @dataclass(slots=True)
@@ -329,25 +321,17 @@ class _Builder:
         name = node.name.value
         key = node.alias.value if node.alias else name
         coordinate = f"{operation_type}.{name}"
-        kind, argument = PERSON_ROOTS.get(name, ("none", None))
-        source = SubjectSource(kind)
-        if argument is not None:
-            for arg in node.arguments or ():
-                if arg.name.value == argument:
-                    if isinstance(arg.value, VariableNode):
-                        source = SubjectSource(kind, argument, variable=arg.value.name.value)
-                    else:
-                        source = SubjectSource(kind, argument, node=arg.value)
+        arguments = tuple((arg.name.value, arg.value) for arg in node.arguments or ())
         allowed, rule = self.grant.decide(coordinate)
         if not allowed:
+            # A refused root names nobody in the trail: the caller may not ask about persons
+            # through it, so no data subject is recorded for what it names (only the request).
             refused = FieldDecision(
                 coordinate, key, Decision.REFUSED, f"{Code.FIELD_NOT_PERMITTED}:{rule}", None
             )
-            per_subject = (refused,) if kind != "none" else ()
             return RootPlan(
-                key, name, coordinate, self.refusal(coordinate, rule), source,
-                decisions=per_subject, out_of_scope=per_subject, not_found=per_subject,
-                request_decisions=() if kind != "none" else (refused,),
+                key, name, coordinate, self.refusal(coordinate, rule), arguments,
+                decisions=(), out_of_scope=(), not_found=(), request_decisions=(refused,),
             )  # fmt: skip
         decisions: list[FieldDecision] = [
             FieldDecision(coordinate, key, Decision.GIVEN, rule, None)
@@ -355,14 +339,14 @@ class _Builder:
         result_type = self.coordinates[coordinate]
         overlay = self.overlay if result_type == PERSON_TYPE else Overlay()
         self.walk(node.selection_set, result_type, key, "", None, overlay, 1, decisions)
-        if kind == "none":
+        if result_type != PERSON_TYPE:  # names and returns no person: recorded per request
             return RootPlan(
-                key, name, coordinate, None, source,
+                key, name, coordinate, None, arguments,
                 decisions=(), out_of_scope=(), not_found=(),
                 request_decisions=tuple(decisions), overlay=overlay,
             )  # fmt: skip
         return RootPlan(
-            key, name, coordinate, None, source,
+            key, name, coordinate, None, arguments,
             decisions=tuple(decisions),
             out_of_scope=(
                 FieldDecision(coordinate, key, Decision.REFUSED, Code.SUBJECT_OUT_OF_SCOPE, "BVV"),

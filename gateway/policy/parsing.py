@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import yaml
 
 from gateway.domain import SignaleringSoort
+from gateway.identifiers import is_identifier
 from gateway.policy.lint import lint
 from gateway.policy.model import (
     EFFECTS,
@@ -35,11 +36,10 @@ from gateway.policy.model import (
     Status,
     owner_type,
 )
+from gateway.policy.non_null import non_null_problems
 
-_ID_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_OIN_RE: Final = re.compile(r"^[0-9]{20}$")
-# Processing-activity ids become the last segment of a URI and arrive in the X-Verwerking header.
-_ACTIVITY_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Ids, OINs and processing-activity ids (the last segment of a URI, sent in the X-Verwerking
+# header) are checked by gateway.identifiers: ASCII only, length first, whole-string match.
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -126,8 +126,10 @@ class _Item:
 
     def identifier(self, key: str, *, wildcard: bool = False) -> str:
         value = self.raw.get(key)
-        if isinstance(value, str) and (_ID_RE.match(value) or (wildcard and value == WILDCARD)):
+        if is_identifier(value, "policy_id"):
             return value
+        if wildcard and value == WILDCARD:
+            return WILDCARD
         if key in self.raw:
             self.fail(f"{key!r} must be an identifier (letters, digits, _ . -), got {value!r}")
         return ""
@@ -159,13 +161,18 @@ class _Item:
         return cast(list[str], value)
 
 
-def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Policy:
+def parse_policy(
+    data: bytes, path: Path, coordinates: Mapping[str, str], *, non_null: Collection[str]
+) -> Policy:
     """Parse and validate the policy text ``data`` (read from ``path``) against ``coordinates``.
 
     ``coordinates`` is :func:`gateway.execution.schema.schema_coordinates` of the served schema
-    (``Type.field`` → named type). Raises :class:`PolicyError` (naming the file and each offending
-    item) when the text is not valid YAML or does not validate; findings that do not stop the
-    load are in :attr:`Policy.warnings`. Reads nothing: the caller reads the file
+    (``Type.field`` → named type); ``non_null`` its non-null fields below the root
+    (:func:`gateway.execution.schema.non_null_coordinates`): a grant that gives a type but
+    refuses one of them is an error (:mod:`gateway.policy.non_null`). Raises
+    :class:`PolicyError` (naming the file and each offending item) when the text is not valid
+    YAML or does not validate; findings that do not stop the load are in
+    :attr:`Policy.warnings`. Reads nothing: the caller reads the file
     (:func:`gateway.assembly.policy_file.load_policy`).
     """
     problems = _Problems(path)
@@ -185,7 +192,8 @@ def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Pol
     label = top.text("versie") or ""
     register_base = top.text("verwerkingsregister") or ""
     if register_base and not (
-        re.match(r"^https?://[^\s]+/$", register_base) or register_base.startswith("urn:")
+        re.fullmatch(r"https?://[!-~]+/", register_base, re.ASCII)
+        or register_base.startswith("urn:")
     ):
         problems.error(
             "verwerkingsregister",
@@ -199,7 +207,7 @@ def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Pol
         raise PolicyError(problems.errors)
 
     lint(problems.warn, purposes, rules, coordinates)
-    return Policy(
+    policy = Policy(
         path=path,
         version=hashlib.sha256(data).hexdigest(),
         label=label,
@@ -212,6 +220,10 @@ def parse_policy(data: bytes, path: Path, coordinates: Mapping[str, str]) -> Pol
         _by_oin=MappingProxyType({o.oin: o for o in organisations.values()}),
         _known_roles=frozenset(role for rule in rules for role in rule.roles if role != WILDCARD),
     )
+    refused = non_null_problems(policy, non_null)
+    if refused:
+        raise PolicyError(f"{path}: {problem}" for problem in refused)
+    return policy
 
 
 def _items(raw: object, key: str, problems: _Problems) -> list[object]:
@@ -246,7 +258,7 @@ def _read_organisations(raw: object, problems: _Problems) -> dict[str, Organisat
                 "'oin' must be a quoted text of 20 digits "
                 "(unquoted, YAML may read it as a number — even octal — and drop leading zeros)"
             )
-        elif not isinstance(oin_raw, str) or not _OIN_RE.match(oin_raw):
+        elif not isinstance(oin_raw, str) or not is_identifier(oin_raw, "oin"):
             if "oin" in item.raw:
                 item.fail(f"'oin' must be 20 digits, got {oin_raw!r}")
         else:
@@ -254,7 +266,7 @@ def _read_organisations(raw: object, problems: _Problems) -> dict[str, Organisat
         naam = item.text("naam") or ""
         roles = item.texts("rollen") if "rollen" in item.raw else []
         for role in roles:
-            if not _ID_RE.match(role):
+            if not is_identifier(role, "policy_id"):
                 item.fail(f"role {role!r} is not an identifier")
         if len(set(roles)) != len(roles):
             item.fail("'rollen' lists a role twice")
@@ -325,7 +337,7 @@ def _read_purposes(raw: object, problems: _Problems) -> dict[str, Purpose]:
             item.fail(f"'status_reden' is required when status is {status!r} (callers see it)")
         activities = item.texts("verwerkingen")
         for activity in activities:
-            if not _ACTIVITY_RE.match(activity):
+            if not is_identifier(activity, "activity"):
                 item.fail(f"processing activity id {activity!r} is not URI-safe")
         if len(set(activities)) != len(activities):
             item.fail("'verwerkingen' lists an activity twice")
@@ -420,7 +432,7 @@ def _read_rules(
             if role == WILDCARD:
                 if not wildcard:
                     item.fail("role '*' is only allowed in a 'verbieden' rule")
-            elif not _ID_RE.match(role):
+            elif not is_identifier(role, "policy_id"):
                 item.fail(f"role {role!r} is not an identifier")
             elif declared and role not in declared:
                 item.fail(f"unknown role {role!r} for organisation {organisation!r}")

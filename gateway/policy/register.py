@@ -139,6 +139,27 @@ def _purpose_section(policy: Policy, purpose: Purpose) -> list[str]:
     return lines
 
 
+def purposes_table(policy: Policy) -> str:
+    """The integrator's table of purposes (Markdown, English): per purpose the ``X-Doelbinding``
+    value, its ``X-Verwerking`` values (processing activities), its status and who it is granted
+    to (organisation: roles). Deterministic: the README embeds it and a test compares."""
+    lines = [
+        "| `X-Doelbinding` | `X-Verwerking` | status | granted to (organisation: roles) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for purpose in policy.purposes.values():
+        granted: dict[str, set[str]] = {}
+        for rule in policy.rules:
+            if rule.effect == "toestaan" and rule.purpose == purpose.id:
+                granted.setdefault(rule.organisation, set()).update(rule.roles)
+        who = "; ".join(
+            f"{org}: {', '.join(sorted(roles))}" for org, roles in sorted(granted.items())
+        )
+        activities = ", ".join(f"`{a}`" for a in purpose.processing_activities)
+        lines.append(f"| `{purpose.id}` | {activities} | {purpose.status} | {_cell(who) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(policy: Policy) -> str:
     """The processing register / DPIA annex for ``policy`` as Markdown (Dutch).
 

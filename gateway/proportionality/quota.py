@@ -128,15 +128,39 @@ def _check_args(persons: int, limit: int) -> None:
         raise ValueError("limit must be >= 0")
 
 
-def _refused(used: int, limit: int, now: datetime) -> QuotaDecision:
-    return QuotaDecision(False, used, limit, _seconds_to_midnight(now))
+class _DailyCounters:
+    """What both stores share: the argument checks, the clock and the decision built from one
+    atomic take. A store implements only :meth:`_take`."""
+
+    async def reserve(
+        self,
+        officer: str,
+        purpose: str,
+        persons: int,
+        limit: int,
+        now: datetime | None = None,
+    ) -> QuotaDecision:
+        """See :class:`QuotaStore`."""
+        _check_args(persons, limit)
+        at = _utc(now)
+        granted, used = await self._take(officer, purpose, at, persons, limit)
+        if not granted:
+            return QuotaDecision(False, used, limit, _seconds_to_midnight(at))
+        return QuotaDecision(True, used, limit, 0)
+
+    async def _take(
+        self, officer: str, purpose: str, at: datetime, persons: int, limit: int
+    ) -> tuple[bool, int]:
+        """Atomically add ``persons`` to the (officer, purpose, UTC day of ``at``) counter when
+        it stays within ``limit``: ``(granted, counter after)``; raises QuotaUnavailable."""
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------
 # Memory
 
 
-class MemoryQuotaStore:
+class MemoryQuotaStore(_DailyCounters):
     """In-process quota store: the embedded default.
 
     Counters live in a dict guarded by a :class:`threading.Lock`. ``reserve`` never awaits between
@@ -152,17 +176,9 @@ class MemoryQuotaStore:
         self._newest_day: date | None = None
         self._closed = False
 
-    async def reserve(
-        self,
-        officer: str,
-        purpose: str,
-        persons: int,
-        limit: int,
-        now: datetime | None = None,
-    ) -> QuotaDecision:
-        """See :class:`QuotaStore`."""
-        _check_args(persons, limit)
-        at = _utc(now)
+    async def _take(
+        self, officer: str, purpose: str, at: datetime, persons: int, limit: int
+    ) -> tuple[bool, int]:
         day = at.date()
         key = (officer, purpose, day)
         with self._lock:
@@ -171,11 +187,11 @@ class MemoryQuotaStore:
             self._prune(day)
             used = self._counters.get(key, 0)
             if used + persons > limit:
-                return _refused(used, limit, at)
+                return False, used
             if persons:
                 used += persons
                 self._counters[key] = used
-            return QuotaDecision(True, used, limit, 0)
+            return True, used
 
     def _prune(self, day: date) -> None:
         """Drop counters older than yesterday; caller holds the lock."""
@@ -222,7 +238,7 @@ return {1, used}
 _EXPIRY_GRACE_S = 3600
 
 
-class RedisQuotaStore:
+class RedisQuotaStore(_DailyCounters):
     """Quota store shared through Redis by all gateway processes.
 
     Keys are ``{prefix}{YYYYMMDD}:{sha256(officer, purpose)[:32]}``: the officer id never appears
@@ -268,17 +284,9 @@ class RedisQuotaStore:
         digest = hashlib.sha256(material).hexdigest()[:32]
         return f"{self._prefix}{day:%Y%m%d}:{digest}"
 
-    async def reserve(
-        self,
-        officer: str,
-        purpose: str,
-        persons: int,
-        limit: int,
-        now: datetime | None = None,
-    ) -> QuotaDecision:
-        """See :class:`QuotaStore`."""
-        _check_args(persons, limit)
-        at = _utc(now)
+    async def _take(
+        self, officer: str, purpose: str, at: datetime, persons: int, limit: int
+    ) -> tuple[bool, int]:
         # TTL is relative to the request time, so it is right for any `now` and never negative.
         ttl = _seconds_to_midnight(at) + _EXPIRY_GRACE_S
         try:
@@ -290,9 +298,7 @@ class RedisQuotaStore:
             granted, used = int(result[0]), int(result[1])
         except (RedisError, OSError, TimeoutError, ValueError, TypeError, IndexError) as exc:
             raise QuotaUnavailable() from exc
-        if not granted:
-            return _refused(used, limit, at)
-        return QuotaDecision(True, used, limit, 0)
+        return bool(granted), used
 
     async def ready(self) -> bool:
         """PING within the operation timeout; False on any failure."""

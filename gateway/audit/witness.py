@@ -1,0 +1,196 @@
+"""A witness of the audit log: cosigns a checkpoint only when it extends what it saw before.
+
+The witness is run by a party without access to the audit database (the FG, the Autoriteit
+Persoonsgegevens, a partner). Each run fetches the log's latest signed checkpoint, verifies
+the log's signature, fetches a consistency proof from the last checkpoint it cosigned, and
+cosigns (C2SP tlog-cosignature/v1) only when the proof holds. A checkpoint that is not an
+extension — a rewritten, truncated or restored history — is refused, naming the size.
+
+State (``--state DIR``): ``log.vkey`` (the log's verifier key, pinned on first use),
+``latest.checkpoint`` (the last cosigned checkpoint, with the log's and the witness's
+signatures) and ``cosigned.txt`` (every checkpoint it cosigned, appended).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.audit.merkle import ProofError, verify_consistency
+from gateway.audit.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    NoteError,
+    Signer,
+    Verifier,
+    cosign,
+    open_checkpoint,
+    parse_note,
+    verify_cosignature,
+)
+
+CHECKPOINT_PATH = "/.well-known/ketenpoort/checkpoint"
+CONSISTENCY_PATH = "/.well-known/ketenpoort/proof/consistency"
+LOG_KEY_FILE = "log.vkey"
+LATEST_FILE = "latest.checkpoint"
+COSIGNED_FILE = "cosigned.txt"
+
+
+class WitnessRefusal(Exception):
+    """The log's checkpoint is not an extension of what this witness cosigned (exit 1)."""
+
+    def __init__(self, message: str, size: int | None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class WitnessSetupError(Exception):
+    """Keys, state or the log cannot be used as given (exit 2 for input, 1 when unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cosigned:
+    """A checkpoint the witness cosigned, and the size it extended from (``None``: first)."""
+
+    note: Note
+    checkpoint: Checkpoint
+    previous_size: int | None
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_or_create_witness_key(path: Path, name: str) -> Signer:
+    """The witness's cosigning key (type 0x04) at ``path``; created (0600) if absent."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, Signer.generate(name, COSIGNATURE_V1).skey() + "\n", 0o600)
+    try:
+        signer = Signer.parse(path.read_text(encoding="ascii"))
+    except (NoteError, UnicodeDecodeError) as exc:
+        raise WitnessSetupError(f"{path}: not a witness key ({exc})") from exc
+    if signer.sig_type != COSIGNATURE_V1:
+        raise WitnessSetupError(f"{path}: not a cosigning key (signature type 0x04)")
+    return signer
+
+
+def pinned_log_key(state: Path, given: Verifier | None) -> Verifier:
+    """The log's key: pinned in the state on first use; a different one later is refused."""
+    path = state / LOG_KEY_FILE
+    pinned = Verifier.parse(path.read_text(encoding="ascii")) if path.exists() else None
+    if pinned is not None and given is not None and pinned != given:
+        raise WitnessSetupError(
+            f"the log key given differs from the one pinned in {path}: a witness follows one log"
+        )
+    key = pinned or given
+    if key is None:
+        raise WitnessSetupError(f"no log key: pass --log-key the first time (pinned in {path})")
+    if pinned is None:
+        state.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, key.vkey() + "\n")
+    return key
+
+
+def _last_cosigned(state: Path, log_key: Verifier, me: Signer) -> tuple[Checkpoint, Note] | None:
+    path = state / LATEST_FILE
+    if not path.exists():
+        return None
+    try:
+        checkpoint, note = open_checkpoint(path.read_text(encoding="utf-8"), log_key)
+        verify_cosignature(note, me.verifier)
+    except NoteError as exc:
+        raise WitnessSetupError(f"{path} is damaged ({exc}); the witness will not guess") from exc
+    return checkpoint, note
+
+
+def _b64_list(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProofError("the log's proof is not a list of base64 hashes")
+    try:
+        return [base64.b64decode(v, validate=True) for v in value]
+    except ValueError as exc:
+        raise ProofError("the log's proof is not valid base64") from exc
+
+
+async def witness_once(
+    client: httpx.AsyncClient, log_url: str, log_key: Verifier, me: Signer, state: Path, now: int
+) -> Cosigned:
+    """One round: fetch, verify, check consistency, cosign, store. Raises
+    :class:`WitnessRefusal` for a checkpoint that does not extend the last cosigned one."""
+    base = log_url.rstrip("/")
+    try:
+        response = await client.get(base + CHECKPOINT_PATH)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise WitnessSetupError(f"cannot fetch the checkpoint from {base}: {exc}") from exc
+    try:
+        checkpoint, note = open_checkpoint(response.text, log_key)
+    except NoteError as exc:
+        raise WitnessRefusal(f"the log's checkpoint does not verify: {exc}", None) from exc
+    last = _last_cosigned(state, log_key, me)
+    previous = None
+    if last is not None:
+        old, _ = last
+        previous = old.size
+        if checkpoint.size < old.size:
+            raise WitnessRefusal(
+                f"inconsistent size {checkpoint.size}: the log now signs {checkpoint.size} "
+                f"entries but this witness cosigned {old.size} (entries removed or an older "
+                "copy restored)",
+                checkpoint.size,
+            )
+        if old.size > 0:
+            proof: list[bytes] = []
+            if checkpoint.size != old.size:
+                try:
+                    got = await client.get(
+                        base + CONSISTENCY_PATH,
+                        params={"from": old.size, "to": checkpoint.size},
+                    )
+                    got.raise_for_status()
+                    proof = _b64_list(got.json().get("consistency"))
+                except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                    raise WitnessRefusal(
+                        f"inconsistent size {checkpoint.size}: the log gave no usable "
+                        f"consistency proof from {old.size} ({exc})",
+                        checkpoint.size,
+                    ) from exc
+            try:
+                verify_consistency(old.size, checkpoint.size, old.root, checkpoint.root, proof)
+            except ProofError as exc:
+                raise WitnessRefusal(
+                    f"inconsistent size {checkpoint.size}: not an extension of the checkpoint "
+                    f"of size {old.size} this witness cosigned ({exc})",
+                    checkpoint.size,
+                ) from exc
+    rendered = note.with_signature(cosign(note, me, now)).render()
+    _store_cosigned(state, rendered)
+    return Cosigned(parse_note(rendered), checkpoint, previous)
+
+
+def _store_cosigned(state: Path, rendered: str) -> None:
+    """Append to ``cosigned.txt`` and replace ``latest.checkpoint`` (both fsynced)."""
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / COSIGNED_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(rendered + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _write_atomic(state / LATEST_FILE, rendered)

@@ -1,0 +1,357 @@
+"""The audit trail as a Merkle log, against real SQLite files and the PostgreSQL server.
+
+Tamper tests: a trail of 12 entries has published checkpoints at sizes 5 and 12, cosigned by
+a witness. Then the database is changed behind the store's back, each way the issue names.
+``audit verify --checkpoint`` must exit 1 naming the first bad leaf or the inconsistent size.
+The *cover-up* variant also makes the database agree with itself (entries renumbered, the
+hash chain and the whole tree recomputed, the head moved: what passes ``audit verify``
+today); a gateway restarted on it signs a new checkpoint, and the witness must refuse it,
+naming the size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from typer.testing import CliRunner
+
+from gateway.audit.chain import GENESIS_HASH, entry_bytes, entry_hash, read_entry
+from gateway.audit.checkpoints import Checkpointer, file_publisher
+from gateway.audit.merkle import MemoryTree, ProofError, leaf_hash, verify_consistency
+from gateway.audit.merkle import verify_inclusion as check_inclusion
+from gateway.audit.note import COSIGNATURE_V1, Signer
+from gateway.audit.store import AuditStore
+from gateway.audit.stores import open_store
+from gateway.audit.witness import WitnessRefusal, witness_once
+from gateway.cli.audit import app
+from gateway.http.log_routes import log_routes
+from tests.test_audit_store import ENTRY_SELECT, Backend, backend, batch  # noqa: F401
+
+ORIGIN = "ketenpoort.test/audit"
+runner = CliRunner()
+
+
+@dataclass
+class Log:
+    """A store with 12 entries, checkpoints at 5 and 12 in a file, a witness that cosigned."""
+
+    backend: Backend
+    store: AuditStore
+    signer: Signer
+    witness: Signer
+    checkpoints: Path
+    witness_state: Path
+
+
+def checkpointer(store: AuditStore, signer: Signer, path: Path) -> Checkpointer:
+    return Checkpointer(signer, store.tree().head, [file_publisher(path)], interval=3600, every=1)
+
+
+@contextlib.asynccontextmanager
+async def log_client(store: AuditStore, cp: Checkpointer) -> AsyncIterator[httpx.AsyncClient]:
+    app_ = Starlette(routes=log_routes(lambda: (store, cp)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_), base_url="http://log"
+    ) as c:
+        yield c
+
+
+async def witness_round(log: Log, store: AuditStore, now: int) -> Any:
+    cp = checkpointer(store, log.signer, log.checkpoints)
+    await cp.checkpoint()
+    async with log_client(store, cp) as client:
+        return await witness_once(
+            client, "http://log", log.signer.verifier, log.witness, log.witness_state, now
+        )
+
+
+@pytest.fixture
+async def log(backend: Backend, tmp_path: Path) -> AsyncIterator[Log]:  # noqa: F811
+    store = open_store(backend.url)
+    await store.open()
+    signer = Signer.generate(ORIGIN)
+    result = Log(
+        backend,
+        store,
+        signer,
+        Signer.generate("witness.test/w1", COSIGNATURE_V1),
+        tmp_path / "checkpoints.txt",
+        tmp_path / "witness",
+    )
+    try:
+        await witness_round(result, store, 1_699_999_999)  # the empty log, as at first start
+        for n in range(12):
+            await store.commit(batch(subjects=1 + n % 3))
+            if n + 1 in (5, 12):
+                await witness_round(result, store, 1_700_000_000 + n)
+        yield result
+    finally:
+        await store.close()
+
+
+async def verify_cli(log: Log) -> Any:
+    # The CLI runs its own event loop: on a thread of its own, as from a shell.
+    return await asyncio.to_thread(
+        runner.invoke,
+        app,
+        [
+            "verify",
+            "--checkpoint",
+            str(log.checkpoints),
+            "--pubkey",
+            log.signer.verifier.vkey(),
+            "--store",
+            log.backend.url,
+        ],
+    )
+
+
+# ---- the tamperer's tools ------------------------------------------------------------------
+
+
+async def entries(b: Backend) -> list[Any]:
+    return [read_entry(r) for r in await b.fetch(ENTRY_SELECT + " ORDER BY seq")]
+
+
+async def cover_up(b: Backend) -> None:
+    """Make the database agree with itself: entries renumbered 1..n in seq order, the chain
+    recomputed from genesis, the tree rebuilt from the entries, the head moved."""
+    prev, tree = GENESIS_HASH, MemoryTree()
+    for new_seq, e in enumerate(await entries(b), 1):
+        fixed = dataclasses.replace(e, seq=new_seq, prev_hash=prev, hash="")
+        digest = entry_hash(fixed)
+        await b.sql(
+            "UPDATE audit_entry SET seq = {}, prev_hash = {}, hash = {} WHERE seq = {}",
+            new_seq,
+            prev,
+            digest,
+            e.seq,
+        )
+        await b.sql(
+            "UPDATE audit_entry_subject SET entry_seq = {} WHERE entry_seq = {}", new_seq, e.seq
+        )
+        tree.append(leaf_hash(entry_bytes(fixed)))
+        prev = digest
+    await b.sql("DELETE FROM audit_tree_node")
+    for (level, idx), h in tree.nodes.items():
+        await b.sql(
+            "INSERT INTO audit_tree_node (level, idx, hash) VALUES ({}, {}, {})", level, idx, h
+        )
+    await b.sql(
+        "UPDATE audit_chain_head SET seq = {}, hash = {}, anchor_seq = 0, anchor_hash = {}",
+        tree.size,
+        prev,
+        GENESIS_HASH,
+    )
+
+
+async def alter_one_field(b: Backend) -> None:
+    await b.sql("UPDATE audit_entry SET officer = 'someone-else' WHERE seq = 3")
+
+
+async def delete_last_entries(b: Backend) -> None:
+    await b.sql("DELETE FROM audit_entry_subject WHERE entry_seq > 9")
+    await b.sql("DELETE FROM audit_entry WHERE seq > 9")
+    nine = (await entries(b))[-1]
+    await b.sql("UPDATE audit_chain_head SET seq = 9, hash = {}", nine.hash)
+
+
+async def delete_oldest_entries(b: Backend) -> None:
+    three = (await entries(b))[2]
+    await b.sql("DELETE FROM audit_entry_subject WHERE entry_seq <= 3")
+    await b.sql("DELETE FROM audit_entry WHERE seq <= 3")
+    await b.sql("UPDATE audit_chain_head SET anchor_seq = 3, anchor_hash = {}", three.hash)
+
+
+async def rewrite_and_rehash_chain(b: Backend) -> None:
+    await b.sql("UPDATE audit_entry SET purpose = 'IETS_ANDERS' WHERE seq = 6")
+    prev = None
+    for e in await entries(b):
+        if e.seq < 6:
+            prev = e.hash
+            continue
+        fixed = dataclasses.replace(e, prev_hash=prev)
+        digest = entry_hash(fixed)
+        await b.sql(
+            "UPDATE audit_entry SET prev_hash = {}, hash = {} WHERE seq = {}", prev, digest, e.seq
+        )
+        prev = digest
+    await b.sql("UPDATE audit_chain_head SET hash = {}", prev)
+
+
+async def reorder_two_entries(b: Backend) -> None:
+    for table, column in (("audit_entry", "seq"), ("audit_entry_subject", "entry_seq")):
+        await b.sql(f"UPDATE {table} SET {column} = -1 WHERE {column} = 7")  # noqa: S608
+        await b.sql(f"UPDATE {table} SET {column} = 7 WHERE {column} = 8")  # noqa: S608
+        await b.sql(f"UPDATE {table} SET {column} = 8 WHERE {column} = -1")  # noqa: S608
+
+
+TABLES = (
+    "audit_entry",
+    "audit_entry_subject",
+    "audit_decision_set",
+    "audit_chain_head",
+    "audit_tree_node",
+)
+
+
+async def snapshot(b: Backend) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: await b.fetch(f"SELECT * FROM {t}") for t in TABLES}  # noqa: S608
+
+
+async def restore(b: Backend, saved: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table, rows in saved.items():
+        await b.sql(f"DELETE FROM {table}")  # noqa: S608
+        for row in rows:
+            marks = ", ".join("{}" for _ in row)
+            await b.sql(f"INSERT INTO {table} VALUES ({marks})", *row)  # noqa: S608
+
+
+Tamper = Callable[[Backend], Awaitable[None]]
+# name → (tamper, what `verify --checkpoint` must name without a cover-up)
+TAMPERS: dict[str, tuple[Tamper, str]] = {
+    "alter one field": (alter_one_field, "leaf 2 (entry seq 3)"),
+    "delete the last entries, re-point the head": (delete_last_entries, "inconsistent size 9"),
+    "delete the oldest entries, move the anchor": (delete_oldest_entries, "leaf 0 (entry seq 1)"),
+    "rewrite one entry, re-hash the chain after it": (
+        rewrite_and_rehash_chain,
+        "leaf 5 (entry seq 6)",
+    ),
+    "reorder two entries": (reorder_two_entries, "leaf 6 (entry seq 7)"),
+}
+
+
+async def test_a_clean_log_verifies_and_proofs_from_the_store_match_a_tree_in_memory(
+    log: Log,
+) -> None:
+    result = await verify_cli(log)
+    assert result.exit_code == 0, result.output
+    assert "12 leaves" in result.output and "up to 12" in result.output
+    tree = MemoryTree()
+    for e in await entries(log.backend):
+        tree.append(leaf_hash(entry_bytes(e)))
+    reader = log.store.tree()
+    assert await reader.head() == (12, tree.root())
+    for size in (1, 5, 7, 12):
+        for index in range(size):
+            proof = await reader.inclusion(index, size)
+            assert proof == tree.inclusion(index, size)
+            check_inclusion(index, size, await reader.leaf(index), proof, tree.root(size))
+        for first in range(1, size + 1):
+            proof = await reader.consistency(first, size)
+            verify_consistency(first, size, tree.root(first), tree.root(size), proof)
+    with pytest.raises(ProofError):
+        await reader.inclusion(0, 13)
+
+
+@pytest.mark.parametrize("name", list(TAMPERS))
+async def test_tampering_is_named_by_verify_against_the_checkpoints(log: Log, name: str) -> None:
+    tamper, named = TAMPERS[name]
+    await tamper(log.backend)
+    result = await verify_cli(log)
+    assert result.exit_code == 1, result.output
+    assert named in result.output, result.output
+
+
+@pytest.mark.parametrize("name", list(TAMPERS))
+async def test_covered_up_tampering_is_refused_by_the_witness_and_named_by_verify(
+    log: Log, name: str
+) -> None:
+    tamper, _ = TAMPERS[name]
+    await tamper(log.backend)
+    await cover_up(log.backend)
+    await log.store.close()
+    log.store = open_store(log.backend.url)  # the gateway restarted on the covered-up trail
+    await log.store.open()
+    with pytest.raises(WitnessRefusal) as refused:
+        await witness_round(log, log.store, 1_800_000_000)
+    assert refused.value.size is not None
+    assert f"inconsistent size {refused.value.size}" in str(refused.value)
+    result = await verify_cli(log)  # the file now also holds the cover-up's own checkpoint
+    assert result.exit_code == 1, result.output
+    assert "inconsistent" in result.output, result.output
+
+
+async def test_restoring_an_older_backup_is_caught_by_verify_and_the_witness(
+    log: Log, tmp_path: Path
+) -> None:
+    # The backup taken at size 5 (rebuilt here from the rows of the first 5 entries).
+    saved = await snapshot(log.backend)
+    keep = {
+        "audit_entry": lambda r: r[0] <= 5,
+        "audit_entry_subject": lambda r: r[0] <= 5,
+        "audit_tree_node": lambda r: (r[1] + 1) * 2 ** r[0] <= 5,
+    }
+    old = {t: [r for r in rows if keep.get(t, lambda _r: True)(r)] for t, rows in saved.items()}
+    five = next(e for e in await entries(log.backend) if e.seq == 5)
+    await restore(log.backend, old)
+    await log.backend.sql("UPDATE audit_chain_head SET seq = 5, hash = {}", five.hash)
+    await log.store.close()
+    log.store = open_store(log.backend.url)
+    await log.store.open()
+    for _ in range(7):  # the restored trail goes on, to the same size, with other entries
+        await log.store.commit(batch())
+    result = await verify_cli(log)
+    assert result.exit_code == 1, result.output
+    assert "inconsistent at size 12" in result.output, result.output
+    with pytest.raises(WitnessRefusal, match="inconsistent size 12"):
+        await witness_round(log, log.store, 1_800_000_000)
+
+
+async def test_a_recorded_purge_keeps_the_log_verifiable(log: Log) -> None:
+    import datetime as dt
+
+    from tests.test_audit_store import context
+
+    await log.store.purge(
+        dt.timedelta(microseconds=1), context(officer="fg", organisation="KETENPOORT")
+    )
+    result = await verify_cli(log)
+    assert result.exit_code == 0, result.output
+    assert "12 purged" in result.output
+    await witness_round(log, log.store, 1_800_000_000)  # size 13 extends 12
+
+
+async def test_proof_endpoints_refuse_bad_parameters_with_bad_user_input(log: Log) -> None:
+    cp = checkpointer(log.store, log.signer, log.checkpoints)
+    await cp.checkpoint()
+    async with log_client(log.store, cp) as client:
+        ok = await client.get(
+            "/.well-known/ketenpoort/proof/inclusion", params={"leaf": 3, "size": 12}
+        )
+        assert ok.status_code == 200 and len(ok.json()["inclusion"]) == 4
+        text = (await client.get("/.well-known/ketenpoort/checkpoint")).text
+        assert text.startswith(f"{ORIGIN}\n12\n")
+        for path, params in (
+            ("inclusion", {"leaf": 12, "size": 12}),
+            ("inclusion", {"leaf": 0, "size": 13}),
+            ("inclusion", {"leaf": "x", "size": 3}),
+            ("inclusion", {"size": 3}),
+            ("consistency", {"from": 6, "to": 5}),
+            ("consistency", {"from": 0, "to": 5}),
+            ("consistency", {"from": 1, "to": -5}),
+        ):
+            got = await client.get(f"/.well-known/ketenpoort/proof/{path}", params=params)
+            assert got.status_code == 400, (path, params)
+            assert got.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            json.dumps(got.json())
+
+
+async def test_a_trail_written_before_the_tree_gets_it_at_open(log: Log) -> None:
+    await log.store.close()
+    await log.backend.sql("DROP TABLE audit_tree_node")  # as a store of the earlier version
+    log.store = open_store(log.backend.url)
+    await log.store.open()  # rebuilds the leaves from the entries: the same tree
+    result = await verify_cli(log)
+    assert result.exit_code == 0, result.output
+    await witness_round(log, log.store, 1_800_000_000)
