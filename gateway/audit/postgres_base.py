@@ -1,0 +1,108 @@
+"""PostgreSQL store: its pool and the group-commit write transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from gateway.audit.chain import (
+    PreparedBatch,
+    link,
+    ts,
+)
+from gateway.audit.postgres_sql import (
+    ACQUIRE_TIMEOUT,
+    APPEND,
+    ENTRY_TYPES,
+    HEAD_FOR_UPDATE,
+    SUBJECT_TYPES,
+    columns,
+)
+from gateway.audit.store import AuditUnavailable
+from gateway.audit.tree import (
+    postgres_new_nodes,
+)
+from gateway.audit.writer import (
+    GroupCommitStore,
+)
+
+
+class PostgresBase(GroupCommitStore):
+    """:class:`~gateway.audit.store.AuditStore` on PostgreSQL (``postgresql://...``)."""
+
+    text_timestamps = False
+
+    def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._max = max_connections
+        self._pool: Any = None  # asyncpg.Pool (asyncpg ships no type stubs)
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise AuditUnavailable("audit store is not open")
+        return self._pool
+
+    @staticmethod
+    def _set_ids(batches: list[PreparedBatch]) -> list[str]:
+        return list({set_id: None for prepared in batches for set_id in prepared.sets})
+
+    @staticmethod
+    async def _lock_head(conn: Any, set_ids: list[str]) -> tuple[Any, dt.datetime]:
+        head = await conn.fetchrow(HEAD_FOR_UPDATE, set_ids)
+        if head is None:
+            raise RuntimeError("audit chain head row is missing")
+        now: dt.datetime = head["now"]
+        if head["recorded_at"] is not None and now < head["recorded_at"]:
+            now = head["recorded_at"]  # keep recorded_at monotonic: purges delete prefixes
+        return head, now
+
+    @staticmethod
+    async def _append(
+        conn: Any,
+        batches: list[PreparedBatch],
+        *,
+        head: Any,
+        now: dt.datetime,
+        anchor: tuple[int, str],
+    ) -> None:
+        """Write the missing decision sets, the linked entries and subject rows, the head."""
+        present = set(head["present"])
+        missing = {
+            set_id: encoding
+            for prepared in batches
+            for set_id, encoding in prepared.sets.items()
+            if set_id not in present
+        }
+        linked = link(
+            batches,
+            head_seq=head["seq"],
+            head_hash=head["hash"],
+            recorded_at=now,
+            recorded_at_text=ts(now),
+        )
+        # The tree's new nodes need its right frontier: read under the head's lock, in a
+        # statement of its own (a fresh snapshot sees every committed node).
+        nodes = await postgres_new_nodes(conn, head["seq"], linked.leaves)
+        # One statement, one round trip: a commit waits for every round trip of its group, and
+        # on a busy machine each one waits for the server process to be scheduled.
+        await conn.execute(
+            APPEND,
+            list(missing),
+            list(missing.values()),
+            *columns(linked.entries, len(ENTRY_TYPES)),
+            *columns(linked.subjects, len(SUBJECT_TYPES)),
+            linked.seq,
+            linked.hash,
+            now,
+            *anchor,
+            *columns(nodes, 3),
+        )
+
+    async def _write(self, batches: list[PreparedBatch]) -> None:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            head, now = await self._lock_head(conn, self._set_ids(batches))
+            await self._append(
+                conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
+            )

@@ -1,0 +1,186 @@
+"""PostgreSQL store: retention purges and the Merkle log's reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gateway.audit.chain import (
+    PreparedBatch,
+)
+from gateway.audit.logcheck import LogCheck, LogReads, check_log
+from gateway.audit.merkle import Node
+from gateway.audit.note import Checkpoint
+from gateway.audit.postgres_base import PostgresBase
+from gateway.audit.postgres_sql import (
+    ACQUIRE_TIMEOUT,
+    ENTRIES_NAMED,
+    EXPIRED,
+    HASH_OF,
+    PREFIX_PURPOSES,
+    SELECT_ENTRIES,
+    SELECT_SETS,
+    SELECT_SUBJECTS,
+    SUBJECTS_NAMED,
+)
+from gateway.audit.tree import (
+    PURGED_TABLE,
+    SELECT_LEAVES,
+    SELECT_PURGED,
+    select_nodes_sql,
+)
+from gateway.audit.writer import (
+    EntryRows,
+    PurgeRefused,
+    refusal,
+)
+
+
+class PostgresLog(PostgresBase):
+    """Retention purges and the Merkle log's reads (docs/audit-log.md)."""
+
+    async def _purge(
+        self,
+        older_than: dt.timedelta,
+        make_record: Callable[[int], PreparedBatch],
+        protect: Mapping[str, dt.timedelta],
+    ) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            # The record names the new anchor, so its decision set is new: written if absent.
+            head, now = await self._lock_head(conn, [])
+            anchor_seq, anchor_hash = head["anchor_seq"], head["anchor_hash"]
+            deleted = 0
+            try:
+                cutoff: dt.datetime | None = now - older_than
+            except OverflowError:
+                cutoff = None  # older than the calendar: nothing qualifies
+            if cutoff is not None:
+                young = await conn.fetchval(
+                    "SELECT min(seq) FROM audit_entry WHERE recorded_at >= $1", cutoff
+                )
+                # Only a prefix of the chain may go: the anchor must be one hash.
+                last_gone = head["seq"] if young is None else young - 1
+                if last_gone > anchor_seq:
+                    for purpose, youngest in await conn.fetch(PREFIX_PURPOSES, last_gone):
+                        keep = protect.get(purpose)
+                        if keep is not None and youngest > now - keep:
+                            raise PurgeRefused(refusal(purpose, keep))
+                    kept = await conn.fetchval(HASH_OF, last_gone)
+                    if kept is None:
+                        raise RuntimeError(
+                            f"audit entry {last_gone} is missing; run verify before purging"
+                        )
+                    deleted = await conn.fetchval(
+                        "SELECT coalesce(sum(record_count), 0) FROM audit_entry WHERE seq <= $1",
+                        last_gone,
+                    )
+                    await conn.execute(
+                        "DELETE FROM audit_entry_subject WHERE entry_seq <= $1", last_gone
+                    )
+                    await conn.execute("DELETE FROM audit_entry WHERE seq <= $1", last_gone)
+                    anchor_seq, anchor_hash = last_gone, kept
+            record = make_record(anchor_seq)
+            await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
+            return int(deleted)
+
+    async def _purge_expired(
+        self,
+        cutoffs: Mapping[str, dt.datetime],
+        make_record: Callable[[list[int]], PreparedBatch],
+    ) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            head, now = await self._lock_head(conn, [])
+            gone: list[Any] = []
+            for purpose, cutoff in cutoffs.items():
+                gone += await conn.fetch(EXPIRED, purpose, cutoff)
+            seqs = sorted(int(row[0]) for row in gone)
+            await conn.execute("DELETE FROM audit_entry_subject WHERE entry_seq = ANY($1)", seqs)
+            await conn.execute("DELETE FROM audit_entry WHERE seq = ANY($1)", seqs)
+            purge_seq = int(head["seq"]) + 1
+            await conn.copy_records_to_table(
+                PURGED_TABLE,
+                records=[(int(row[0]), row[1], purge_seq) for row in gone],
+                columns=("seq", "hash", "purge_seq"),
+            )
+            await self._append(
+                conn,
+                [make_record(seqs)],
+                head=head,
+                now=now,
+                anchor=(head["anchor_seq"], head["anchor_hash"]),
+            )
+            return sum(int(row[2]) for row in gone)
+
+    # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
+
+    async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
+        if not nodes:
+            return {}
+        pool = self._require_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            rows = await conn.fetch(
+                select_nodes_sql(len(nodes), "postgresql"),
+                [n[0] for n in nodes],
+                [n[1] for n in nodes],
+            )
+        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+    async def _tree_size(self) -> int:
+        pool = self._require_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            seq = await conn.fetchval("SELECT seq FROM audit_chain_head WHERE id = 1")
+        if seq is None:
+            raise RuntimeError("audit chain head row is missing")
+        return int(seq)
+
+    async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = await conn.fetchrow("SELECT seq, anchor_seq FROM audit_chain_head WHERE id = 1")
+            if head is None:
+                return LogCheck(False, "audit chain head row is missing")
+
+            async def entries_after(after: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_ENTRIES, after, n)
+                return rows
+
+            async def subjects_between(lo: int, hi: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_SUBJECTS, lo, hi)
+                return rows
+
+            async def sets_named(ids: list[str]) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_SETS, ids)
+                return rows
+
+            async def leaves_after(idx: int, n: int) -> list[Any]:
+                rows: list[Any] = await conn.fetch(SELECT_LEAVES["postgresql"], idx, n)
+                return rows
+
+            reads = LogReads(
+                head_seq=int(head["seq"]),
+                anchor_seq=int(head["anchor_seq"]),
+                entries_after=entries_after,
+                subjects_between=subjects_between,
+                sets_named=sets_named,
+                leaves_after=leaves_after,
+                purged=list(await conn.fetch(SELECT_PURGED)),
+            )
+            return await check_log(reads, checkpoints)
+
+    async def _entries(self, seqs: list[int]) -> EntryRows:
+        pool = self._require_pool()
+        async with (
+            pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            entries = await conn.fetch(ENTRIES_NAMED, seqs)
+            subjects = await conn.fetch(SUBJECTS_NAMED, seqs)
+            set_ids = sorted({row[3] for row in subjects})
+            sets = await conn.fetch(SELECT_SETS, set_ids)
+        return EntryRows(list(entries), list(subjects), {str(r[0]): bytes(r[1]) for r in sets})

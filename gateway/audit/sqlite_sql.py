@@ -1,0 +1,135 @@
+"""The sqlite store's schema, statements and limits (one place for its SQL text)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from gateway.audit.chain import (
+    ENTRY_COLUMNS,
+    SUBJECT_COLUMNS,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_entry (
+    seq                    INTEGER PRIMARY KEY,
+    trace_id               TEXT NOT NULL,
+    span_id                TEXT NOT NULL,
+    parent_span_id         TEXT,
+    start_time             TEXT NOT NULL,
+    end_time               TEXT NOT NULL,
+    processing_activity_id TEXT,
+    organisation_oin       TEXT NOT NULL,
+    organisation           TEXT NOT NULL,
+    officer                TEXT NOT NULL,
+    authenticated_as       TEXT NOT NULL,
+    roles                  TEXT NOT NULL,
+    purpose                TEXT,
+    legal_basis            TEXT,
+    policy_version         TEXT NOT NULL,
+    subject_count          INTEGER NOT NULL,
+    record_count           INTEGER NOT NULL,
+    subjects_hash          TEXT NOT NULL,
+    recorded_at            TEXT NOT NULL,
+    prev_hash              TEXT NOT NULL,
+    hash                   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_entry_subject (
+    entry_seq    INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    subject      TEXT,
+    decision_set TEXT NOT NULL,
+    PRIMARY KEY (entry_seq, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_decision_set (
+    id       TEXT PRIMARY KEY,
+    encoding BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_chain_head (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    seq         INTEGER NOT NULL,
+    hash        TEXT NOT NULL,
+    recorded_at TEXT,
+    anchor_seq  INTEGER NOT NULL,
+    anchor_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_org ON audit_entry (organisation, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
+CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
+CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
+CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
+CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
+"""
+
+
+INSERT_ENTRY = (
+    f"INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "  # noqa: S608 (constant columns)
+    f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"
+)
+INSERT_SUBJECT = (
+    f"INSERT INTO audit_entry_subject ({', '.join(SUBJECT_COLUMNS)}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?)"
+)
+INSERT_SET = "INSERT INTO audit_decision_set (id, encoding) VALUES (?, ?) ON CONFLICT DO NOTHING"
+# The head, and which of the given decision sets exist (under the write lock: stable).
+HEAD_AND_SETS = (
+    "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash, "
+    "(SELECT json_group_array(id) FROM audit_decision_set "
+    " WHERE id IN (SELECT value FROM json_each(?))) "
+    "FROM audit_chain_head WHERE id = 1"
+)
+HEAD = "SELECT seq, hash, recorded_at, anchor_seq, anchor_hash FROM audit_chain_head WHERE id = 1"
+SELECT_ENTRIES = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_SUBJECTS = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq > ? AND entry_seq <= ? ORDER BY entry_seq, position"
+)
+SELECT_SETS = (
+    "SELECT id, encoding FROM audit_decision_set WHERE id IN (SELECT value FROM json_each(?))"
+)
+ENTRIES_NAMED = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq"
+)
+SUBJECTS_NAMED = (
+    f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
+    "WHERE entry_seq IN (SELECT value FROM json_each(?)) ORDER BY entry_seq, position"
+)
+# The purposes of a prefix about to be purged, each with its youngest entry.
+PREFIX_PURPOSES = (
+    "SELECT purpose, max(recorded_at) FROM audit_entry WHERE seq <= ? AND purpose IS NOT NULL "
+    "GROUP BY purpose"
+)
+# The hash of an entry, also when a retention purge removed it.
+HASH_OF = (
+    "SELECT hash FROM audit_entry WHERE seq = ? "
+    "UNION ALL SELECT hash FROM audit_purged WHERE seq = ? LIMIT 1"
+)
+EXPIRED = "SELECT seq, hash, record_count FROM audit_entry WHERE purpose = ? AND recorded_at < ?"
+STRAY_SUBJECTS = "SELECT count(*) FROM audit_entry_subject WHERE entry_seq <= ? OR entry_seq > ?"
+PING = (
+    "SELECT (SELECT seq FROM audit_chain_head WHERE id = 1), "
+    "(SELECT 1 FROM audit_entry WHERE seq = 0), "
+    "(SELECT 1 FROM audit_entry_subject WHERE entry_seq = 0 LIMIT 1), "
+    "(SELECT 1 FROM audit_decision_set WHERE id = '')"
+)
+SEARCH_CHUNK = 500
+T = TypeVar("T")
+#: How long the writer waits for SQLite's write lock (another process, a checkpoint) before its
+#: group commit fails with AUDIT_UNAVAILABLE: a locked store answers 503 within about this,
+#: never holds requests for long.
+WRITE_BUSY_TIMEOUT_MS = 1_000
+#: Below this much free space on the store's file system the store reports itself not ready.
+MIN_FREE_BYTES = 1 << 20
+#: How long the readiness probe waits for the write lock.
+PROBE_BUSY_TIMEOUT_MS = 100
+#: How long a read waits for a lock (WAL readers rarely wait at all).
+READ_BUSY_TIMEOUT_MS = 2_000
+#: Transient read failures (a WAL index being rebuilt, a lock) are retried this often, with a
+#: short pause, within the search deadline of :class:`GroupCommitStore`.
+READ_RETRIES = 3
+TRANSIENT = ("locked", "busy", "locking protocol")
