@@ -26,9 +26,10 @@ from gateway.audit.logcheck import LogCheck
 from gateway.audit.merkle import Node, append_leaves, frontier
 from gateway.audit.model import AuditBatch, AuditQuery, AuditRecord
 from gateway.audit.note import Checkpoint
+from gateway.audit.querying import EntryRows
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
-from gateway.audit.writer import EntryRows, GroupCommitStore
+from gateway.audit.writer import GroupCommitStore
 from tests import support
 
 

@@ -34,8 +34,8 @@ from gateway.audit.logcheck import LogCheck
 from gateway.audit.merkle import Node
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.audit.note import Checkpoint
+from gateway.audit.querying import EntryRows
 from gateway.audit.tree import TreeReader
-from gateway.audit.writer import EntryRows
 from gateway.config import Settings
 from gateway.execution.schema import schema_config
 from gateway.pipeline.answer import Answer

@@ -35,7 +35,6 @@ from gateway.audit.postgres_sql import (
     CONNECT_TIMEOUT,
     MIGRATION_LOCK,
     PING,
-    SCHEMA,
     SEARCH_CHUNK,
     SELECT_ENTRIES,
     SELECT_SETS,
@@ -43,7 +42,9 @@ from gateway.audit.postgres_sql import (
     STRAY_SUBJECTS,
     init_connection,
 )
+from gateway.audit.querying import SEARCH_SELECT, Expander, build_where
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tables import OLD_TABLE, TABLES, audit_schema, old_layout_message
 from gateway.audit.tree import (
     COUNT_LEAVES,
     SELECT_PURGED,
@@ -52,14 +53,6 @@ from gateway.audit.tree import (
     backfill,
     purged_schema,
     tree_schema,
-)
-from gateway.audit.writer import (
-    OLD_TABLE,
-    SEARCH_SELECT,
-    TABLES,
-    Expander,
-    build_where,
-    old_layout_message,
 )
 
 
@@ -101,7 +94,8 @@ class PostgresAuditStore(PostgresLog):
                         f"audit table(s) {', '.join(missing)} missing but the chain head records "
                         f"seq {head} (damage or tampering); not recreating them"
                     )
-            await conn.execute(SCHEMA + tree_schema("postgresql") + purged_schema("postgresql"))
+            schema = audit_schema("postgresql") + tree_schema("postgresql")
+            await conn.execute(schema + purged_schema("postgresql"))
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(

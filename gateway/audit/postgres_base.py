@@ -19,6 +19,7 @@ from gateway.audit.postgres_sql import (
     columns,
 )
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tables import set_ids
 from gateway.audit.tree import (
     postgres_new_nodes,
 )
@@ -42,10 +43,6 @@ class PostgresBase(GroupCommitStore):
         if self._pool is None:
             raise AuditUnavailable("audit store is not open")
         return self._pool
-
-    @staticmethod
-    def _set_ids(batches: list[PreparedBatch]) -> list[str]:
-        return list({set_id: None for prepared in batches for set_id in prepared.sets})
 
     @staticmethod
     async def _lock_head(conn: Any, set_ids: list[str]) -> tuple[Any, dt.datetime]:
@@ -102,7 +99,7 @@ class PostgresBase(GroupCommitStore):
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            head, now = await self._lock_head(conn, self._set_ids(batches))
+            head, now = await self._lock_head(conn, set_ids(batches))
             await self._append(
                 conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
             )

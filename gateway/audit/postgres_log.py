@@ -24,6 +24,7 @@ from gateway.audit.postgres_sql import (
     SELECT_SUBJECTS,
     SUBJECTS_NAMED,
 )
+from gateway.audit.querying import EntryRows
 from gateway.audit.tree import (
     PURGED_TABLE,
     SELECT_LEAVES,
@@ -31,7 +32,6 @@ from gateway.audit.tree import (
     select_nodes_sql,
 )
 from gateway.audit.writer import (
-    EntryRows,
     PurgeRefused,
     refusal,
 )

@@ -13,60 +13,6 @@ from gateway.audit.tree import (
     TREE_TABLE,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_entry (
-    seq                    bigint PRIMARY KEY,
-    trace_id               text NOT NULL,
-    span_id                text NOT NULL,
-    parent_span_id         text,
-    start_time             timestamptz NOT NULL,
-    end_time               timestamptz NOT NULL,
-    processing_activity_id text,
-    organisation_oin       text NOT NULL,
-    organisation           text NOT NULL,
-    officer                text NOT NULL,
-    authenticated_as       text NOT NULL,
-    roles                  text NOT NULL,
-    purpose                text,
-    legal_basis            text,
-    policy_version         text NOT NULL,
-    subject_count          integer NOT NULL,
-    record_count           integer NOT NULL,
-    subjects_hash          text NOT NULL,
-    recorded_at            timestamptz NOT NULL,
-    prev_hash              text NOT NULL,
-    hash                   text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_entry_subject (
-    entry_seq    bigint NOT NULL,
-    position     integer NOT NULL,
-    subject      text,
-    decision_set text NOT NULL,
-    PRIMARY KEY (entry_seq, position)
-);
-CREATE TABLE IF NOT EXISTS audit_decision_set (
-    id       text PRIMARY KEY,
-    encoding bytea NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_chain_head (
-    id          integer PRIMARY KEY CHECK (id = 1),
-    seq         bigint NOT NULL,
-    hash        text NOT NULL,
-    recorded_at timestamptz,
-    anchor_seq  bigint NOT NULL,
-    anchor_hash text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_org ON audit_entry (organisation, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
-CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
-CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
-CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
-"""
-
-
 # Any constant works; it only has to be the same in every gateway process.
 MIGRATION_LOCK = 0x4B50_4155  # "KPAU"
 # The head (locked), the server's clock, and which of the given decision sets exist.

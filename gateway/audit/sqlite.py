@@ -37,6 +37,7 @@ from gateway.audit.chain import (
     walk_chain,
 )
 from gateway.audit.model import AuditQuery, AuditRecord
+from gateway.audit.querying import SEARCH_SELECT, Expander, build_where
 from gateway.audit.sqlite_log import SQLiteLog
 from gateway.audit.sqlite_sql import (
     HEAD,
@@ -44,7 +45,6 @@ from gateway.audit.sqlite_sql import (
     PING,
     PROBE_BUSY_TIMEOUT_MS,
     READ_RETRIES,
-    SCHEMA,
     SEARCH_CHUNK,
     SELECT_ENTRIES,
     SELECT_SETS,
@@ -54,6 +54,7 @@ from gateway.audit.sqlite_sql import (
     WRITE_BUSY_TIMEOUT_MS,
 )
 from gateway.audit.store import AuditUnavailable
+from gateway.audit.tables import OLD_TABLE, TABLES, audit_schema, old_layout_message
 from gateway.audit.tree import (
     COUNT_LEAVES,
     INSERT_NODE_SQLITE,
@@ -61,14 +62,6 @@ from gateway.audit.tree import (
     backfill,
     purged_schema,
     tree_schema,
-)
-from gateway.audit.writer import (
-    OLD_TABLE,
-    SEARCH_SELECT,
-    TABLES,
-    Expander,
-    build_where,
-    old_layout_message,
 )
 
 
@@ -88,7 +81,8 @@ class SQLiteAuditStore(SQLiteLog):
             conn = self._wconn
             try:
                 await self._refuse_foreign_or_damaged(conn)
-                await conn.executescript(SCHEMA + tree_schema("sqlite") + purged_schema("sqlite"))
+                schema = audit_schema("sqlite") + tree_schema("sqlite") + purged_schema("sqlite")
+                await conn.executescript(schema)
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, HEAD) is None:
                     if await self._one(conn, "SELECT 1 FROM audit_entry LIMIT 1") is not None:

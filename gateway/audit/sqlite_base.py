@@ -28,6 +28,7 @@ from gateway.audit.sqlite_sql import (
     WRITE_BUSY_TIMEOUT_MS,
     T,
 )
+from gateway.audit.tables import set_ids
 from gateway.audit.tree import (
     sqlite_append,
 )
@@ -190,14 +191,10 @@ class SQLiteBase(GroupCommitStore):
         if cursor.rowcount != 1:
             raise RuntimeError("audit chain head row is missing")
 
-    @staticmethod
-    def _set_ids(batches: list[PreparedBatch]) -> list[str]:
-        return list({set_id: None for prepared in batches for set_id in prepared.sets})
-
     @classmethod
     def _write_transaction(cls, db: sqlite3.Connection, batches: list[PreparedBatch]) -> None:
         try:
-            head, now, present = cls._begin_write(db, cls._set_ids(batches))
+            head, now, present = cls._begin_write(db, set_ids(batches))
             cls._append(db, batches, head=head, now=now, present=present, anchor=(head[3], head[4]))
             db.execute("COMMIT")
         except BaseException:

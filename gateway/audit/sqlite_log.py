@@ -15,6 +15,7 @@ from gateway.audit.chain import (
 from gateway.audit.logcheck import LogCheck, LogReads, check_log
 from gateway.audit.merkle import Node
 from gateway.audit.note import Checkpoint
+from gateway.audit.querying import EntryRows
 from gateway.audit.sqlite_base import SQLiteBase
 from gateway.audit.sqlite_sql import (
     ENTRIES_NAMED,
@@ -35,7 +36,6 @@ from gateway.audit.tree import (
     sqlite_params,
 )
 from gateway.audit.writer import (
-    EntryRows,
     PurgeRefused,
     refusal,
 )

@@ -9,60 +9,6 @@ from gateway.audit.chain import (
     SUBJECT_COLUMNS,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_entry (
-    seq                    INTEGER PRIMARY KEY,
-    trace_id               TEXT NOT NULL,
-    span_id                TEXT NOT NULL,
-    parent_span_id         TEXT,
-    start_time             TEXT NOT NULL,
-    end_time               TEXT NOT NULL,
-    processing_activity_id TEXT,
-    organisation_oin       TEXT NOT NULL,
-    organisation           TEXT NOT NULL,
-    officer                TEXT NOT NULL,
-    authenticated_as       TEXT NOT NULL,
-    roles                  TEXT NOT NULL,
-    purpose                TEXT,
-    legal_basis            TEXT,
-    policy_version         TEXT NOT NULL,
-    subject_count          INTEGER NOT NULL,
-    record_count           INTEGER NOT NULL,
-    subjects_hash          TEXT NOT NULL,
-    recorded_at            TEXT NOT NULL,
-    prev_hash              TEXT NOT NULL,
-    hash                   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_entry_subject (
-    entry_seq    INTEGER NOT NULL,
-    position     INTEGER NOT NULL,
-    subject      TEXT,
-    decision_set TEXT NOT NULL,
-    PRIMARY KEY (entry_seq, position)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_decision_set (
-    id       TEXT PRIMARY KEY,
-    encoding BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_chain_head (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    seq         INTEGER NOT NULL,
-    hash        TEXT NOT NULL,
-    recorded_at TEXT,
-    anchor_seq  INTEGER NOT NULL,
-    anchor_hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_org ON audit_entry (organisation, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_oin ON audit_entry (organisation_oin, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_purpose ON audit_entry (purpose, seq);
-CREATE INDEX IF NOT EXISTS audit_entry_trace ON audit_entry (trace_id);
-CREATE INDEX IF NOT EXISTS audit_entry_start ON audit_entry (start_time);
-CREATE INDEX IF NOT EXISTS audit_entry_recorded ON audit_entry (recorded_at);
-CREATE INDEX IF NOT EXISTS audit_entry_subject_subject ON audit_entry_subject (subject, entry_seq);
-"""
-
-
 INSERT_ENTRY = (
     f"INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "  # noqa: S608 (constant columns)
     f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"

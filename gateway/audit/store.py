@@ -17,8 +17,8 @@ from gateway.errors import Code, GatewayError
 if TYPE_CHECKING:  # the implementations import this module
     from gateway.audit.logcheck import LogCheck
     from gateway.audit.note import Checkpoint
+    from gateway.audit.querying import EntryRows
     from gateway.audit.tree import TreeReader
-    from gateway.audit.writer import EntryRows
 
 __all__ = ["AuditStore", "AuditUnavailable", "VerifyResult"]
 
