@@ -38,7 +38,6 @@ from gateway.audit.postgres_sql import (
     SEARCH_CHUNK,
     SELECT_ENTRIES,
     SELECT_SETS,
-    SELECT_SUBJECTS,
     STRAY_SUBJECTS,
     init_connection,
 )
@@ -157,17 +156,7 @@ class PostgresAuditStore(PostgresLog):
             if head is None:
                 return VerifyResult(False, 0, None, "audit chain head row is missing")
 
-            async def entries_after(after: int, n: int) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_ENTRIES, after, n)
-                return rows
-
-            async def subjects_between(lo: int, hi: int) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_SUBJECTS, lo, hi)
-                return rows
-
-            async def sets_named(ids: list[str]) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_SETS, ids)
-                return rows
+            pages = self._page_reads(conn)
 
             async def stray(anchor: int, head_seq: int) -> int:
                 return int(await conn.fetchval(STRAY_SUBJECTS, anchor, head_seq))
@@ -180,9 +169,9 @@ class PostgresAuditStore(PostgresLog):
                     anchor_seq=head["anchor_seq"],
                     anchor_hash=head["anchor_hash"],
                 ),
-                entries_after=entries_after,
-                subjects_between=subjects_between,
-                sets_named=sets_named,
+                entries_after=pages.entries_after,
+                subjects_between=pages.subjects_between,
+                sets_named=pages.sets_named,
                 stray_subject_rows=stray,
                 purged={int(r[0]): r[1] for r in purged},
             )

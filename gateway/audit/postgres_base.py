@@ -15,9 +15,13 @@ from gateway.audit.postgres_sql import (
     APPEND,
     ENTRY_TYPES,
     HEAD_FOR_UPDATE,
+    SELECT_ENTRIES,
+    SELECT_SETS,
+    SELECT_SUBJECTS,
     SUBJECT_TYPES,
     columns,
 )
+from gateway.audit.querying import PageReads
 from gateway.audit.store import AuditUnavailable
 from gateway.audit.tables import set_ids
 from gateway.audit.tree import (
@@ -43,6 +47,24 @@ class PostgresBase(GroupCommitStore):
         if self._pool is None:
             raise AuditUnavailable("audit store is not open")
         return self._pool
+
+    @staticmethod
+    def _page_reads(conn: Any) -> PageReads:
+        """The chain's paged reads on ``conn`` (in the caller's read transaction)."""
+
+        async def entries_after(after: int, n: int) -> list[Any]:
+            rows: list[Any] = await conn.fetch(SELECT_ENTRIES, after, n)
+            return rows
+
+        async def subjects_between(lo: int, hi: int) -> list[Any]:
+            rows: list[Any] = await conn.fetch(SELECT_SUBJECTS, lo, hi)
+            return rows
+
+        async def sets_named(ids: list[str]) -> list[Any]:
+            rows: list[Any] = await conn.fetch(SELECT_SETS, ids)
+            return rows
+
+        return PageReads(entries_after, subjects_between, sets_named)
 
     @staticmethod
     async def _lock_head(conn: Any, set_ids: list[str]) -> tuple[Any, dt.datetime]:

@@ -19,9 +19,7 @@ from gateway.audit.postgres_sql import (
     EXPIRED,
     HASH_OF,
     PREFIX_PURPOSES,
-    SELECT_ENTRIES,
     SELECT_SETS,
-    SELECT_SUBJECTS,
     SUBJECTS_NAMED,
 )
 from gateway.audit.querying import EntryRows
@@ -146,17 +144,7 @@ class PostgresLog(PostgresBase):
             if head is None:
                 return LogCheck(False, "audit chain head row is missing")
 
-            async def entries_after(after: int, n: int) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_ENTRIES, after, n)
-                return rows
-
-            async def subjects_between(lo: int, hi: int) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_SUBJECTS, lo, hi)
-                return rows
-
-            async def sets_named(ids: list[str]) -> list[Any]:
-                rows: list[Any] = await conn.fetch(SELECT_SETS, ids)
-                return rows
+            pages = self._page_reads(conn)
 
             async def leaves_after(idx: int, n: int) -> list[Any]:
                 rows: list[Any] = await conn.fetch(SELECT_LEAVES["postgresql"], idx, n)
@@ -165,9 +153,9 @@ class PostgresLog(PostgresBase):
             reads = LogReads(
                 head_seq=int(head["seq"]),
                 anchor_seq=int(head["anchor_seq"]),
-                entries_after=entries_after,
-                subjects_between=subjects_between,
-                sets_named=sets_named,
+                entries_after=pages.entries_after,
+                subjects_between=pages.subjects_between,
+                sets_named=pages.sets_named,
                 leaves_after=leaves_after,
                 purged=list(await conn.fetch(SELECT_PURGED)),
             )

@@ -4,9 +4,9 @@ expansion of entry rows into records, and the rows an evidence read returns."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.audit.chain import (
     ENTRY_COLUMNS,
@@ -192,3 +192,12 @@ class EntryRows:
             entry.seq: (entry, rows.get(entry.seq, []))
             for entry in (read_entry(row) for row in self.entries)
         }
+
+
+class PageReads(NamedTuple):
+    """The chain's paged reads on one connection and snapshot (for verify and the log check):
+    entries after a seq, subject rows in a seq range, decision sets by id."""
+
+    entries_after: Callable[[int, int], Awaitable[list[Any]]]
+    subjects_between: Callable[[int, int], Awaitable[list[Any]]]
+    sets_named: Callable[[list[str]], Awaitable[list[Any]]]

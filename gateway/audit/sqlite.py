@@ -48,7 +48,6 @@ from gateway.audit.sqlite_sql import (
     SEARCH_CHUNK,
     SELECT_ENTRIES,
     SELECT_SETS,
-    SELECT_SUBJECTS,
     STRAY_SUBJECTS,
     TRANSIENT,
     WRITE_BUSY_TIMEOUT_MS,
@@ -197,14 +196,7 @@ class SQLiteAuditStore(SQLiteLog):
                 if head is None:
                     return VerifyResult(False, 0, None, "audit chain head row is missing")
 
-                async def entries_after(after: int, n: int) -> list[Any]:
-                    return await self._all(conn, SELECT_ENTRIES, (after, n))
-
-                async def subjects_between(lo: int, hi: int) -> list[Any]:
-                    return await self._all(conn, SELECT_SUBJECTS, (lo, hi))
-
-                async def sets_named(ids: list[str]) -> list[Any]:
-                    return await self._all(conn, SELECT_SETS, (json.dumps(ids),))
+                pages = self._page_reads(conn)
 
                 async def stray(anchor: int, head_seq: int) -> int:
                     row = await self._one(conn, STRAY_SUBJECTS, (anchor, head_seq))
@@ -213,9 +205,9 @@ class SQLiteAuditStore(SQLiteLog):
                 purged = await self._all(conn, SELECT_PURGED)
                 return await walk_chain(
                     ChainHead(seq=head[0], hash=head[1], anchor_seq=head[3], anchor_hash=head[4]),
-                    entries_after=entries_after,
-                    subjects_between=subjects_between,
-                    sets_named=sets_named,
+                    entries_after=pages.entries_after,
+                    subjects_between=pages.subjects_between,
+                    sets_named=pages.sets_named,
                     stray_subject_rows=stray,
                     purged={int(r[0]): r[1] for r in purged},
                 )

@@ -19,12 +19,16 @@ from gateway.audit.chain import (
     link,
     ts,
 )
+from gateway.audit.querying import PageReads
 from gateway.audit.sqlite_sql import (
     HEAD_AND_SETS,
     INSERT_ENTRY,
     INSERT_SET,
     INSERT_SUBJECT,
     READ_BUSY_TIMEOUT_MS,
+    SELECT_ENTRIES,
+    SELECT_SETS,
+    SELECT_SUBJECTS,
     WRITE_BUSY_TIMEOUT_MS,
     T,
 )
@@ -119,6 +123,21 @@ class SQLiteBase(GroupCommitStore):
     async def _all(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> list[Any]:
         async with conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    @classmethod
+    def _page_reads(cls, conn: aiosqlite.Connection) -> PageReads:
+        """The chain's paged reads on ``conn`` (in the caller's read transaction)."""
+
+        async def entries_after(after: int, n: int) -> list[Any]:
+            return await cls._all(conn, SELECT_ENTRIES, (after, n))
+
+        async def subjects_between(lo: int, hi: int) -> list[Any]:
+            return await cls._all(conn, SELECT_SUBJECTS, (lo, hi))
+
+        async def sets_named(ids: list[str]) -> list[Any]:
+            return await cls._all(conn, SELECT_SETS, (json.dumps(ids),))
+
+        return PageReads(entries_after, subjects_between, sets_named)
 
     # ---- writes: each transaction is one call on the connection's thread --------------------
     #

@@ -23,9 +23,7 @@ from gateway.audit.sqlite_sql import (
     HASH_OF,
     HEAD,
     PREFIX_PURPOSES,
-    SELECT_ENTRIES,
     SELECT_SETS,
-    SELECT_SUBJECTS,
     SUBJECTS_NAMED,
 )
 from gateway.audit.tree import (
@@ -191,14 +189,7 @@ class SQLiteLog(SQLiteBase):
                 if head is None:
                     return LogCheck(False, "audit chain head row is missing")
 
-                async def entries_after(after: int, n: int) -> list[Any]:
-                    return await self._all(conn, SELECT_ENTRIES, (after, n))
-
-                async def subjects_between(lo: int, hi: int) -> list[Any]:
-                    return await self._all(conn, SELECT_SUBJECTS, (lo, hi))
-
-                async def sets_named(ids: list[str]) -> list[Any]:
-                    return await self._all(conn, SELECT_SETS, (json.dumps(ids),))
+                pages = self._page_reads(conn)
 
                 async def leaves_after(idx: int, n: int) -> list[Any]:
                     return await self._all(conn, SELECT_LEAVES["sqlite"], (idx, n))
@@ -206,9 +197,9 @@ class SQLiteLog(SQLiteBase):
                 reads = LogReads(
                     head_seq=int(head[0]),
                     anchor_seq=int(head[3]),
-                    entries_after=entries_after,
-                    subjects_between=subjects_between,
-                    sets_named=sets_named,
+                    entries_after=pages.entries_after,
+                    subjects_between=pages.subjects_between,
+                    sets_named=pages.sets_named,
                     leaves_after=leaves_after,
                     purged=await self._all(conn, SELECT_PURGED),
                 )
