@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.harness import write_json
+from bench.observe import write_json
 
 
 def _verdict(ok: bool) -> str:

@@ -2,7 +2,7 @@
 
 Two scenarios: ``sqlite`` (one ``ketenpoort serve`` with the embedded SQLite store) and
 ``scaled`` (two processes sharing PostgreSQL and Redis, as ``make serve-scaled`` runs them).
-Each runs the mix of :mod:`bench.traffic` at a target rate for a bounded time, samples req/s,
+Each runs the mix of :mod:`bench.traffic_mix` at a target rate for a bounded time, samples req/s,
 latency and the processes' RSS, descriptors and sockets every second, then counts every answer
 with data against the trail, runs ``ketenpoort audit verify`` and scans the server logs.
 Results: ``bench/results/soak.{json,md,png}``. Measures; asserts nothing (the short mode's test
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import harness
-from bench.traffic import Load, build_mix
+from bench import harness, observe
+from bench.traffic import Load
+from bench.traffic_mix import build_mix
 
 RESULTS = harness.ROOT / "bench" / "results"
 
@@ -64,7 +65,7 @@ async def soak_gateways(
         concurrency=plan.concurrency,
     )
     started = time.monotonic()
-    sampler = harness.Sampler([g.pid for g in gateways], load.outcomes, started)
+    sampler = observe.Sampler([g.pid for g in gateways], load.outcomes, started)
     sampler.sample()
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
@@ -75,9 +76,9 @@ async def soak_gateways(
     await sampling
     await trimming
     outcomes = load.outcomes
-    trail = await harness.trail_entries(store_url)
-    counts = harness.tally(outcomes, trail, documented_503=frozenset())  # no fault injected
-    ok, verify_line = await harness.verify(store_url)
+    trail = await observe.trail_entries(store_url)
+    counts = observe.tally(outcomes, trail, documented_503=frozenset())  # no fault injected
+    ok, verify_line = await observe.verify(store_url)
     samples = sampler.samples
     after_warmup = [s for s in samples if s["t"] >= plan.warmup] or samples
     rss_warm = after_warmup[0]["rss_kib"]
@@ -91,8 +92,8 @@ async def soak_gateways(
         "duration_s": round(elapsed, 1),
         "achieved_rate": round(len(outcomes) / elapsed, 1) if elapsed else 0.0,
         "latency_ms": {
-            "p50": _ms(harness.percentile(latencies, 0.50)),
-            "p99": _ms(harness.percentile(latencies, 0.99)),
+            "p50": _ms(observe.percentile(latencies, 0.50)),
+            "p99": _ms(observe.percentile(latencies, 0.99)),
             "max": _ms(max(latencies) if latencies else None),
         },
         **counts,
@@ -111,7 +112,7 @@ async def soak_gateways(
         },
         "fds": {"start": samples[0]["fds"], "end": samples[-1]["fds"]},
         "sockets": {"start": samples[0]["sockets"], "end": samples[-1]["sockets"]},
-        "server_log_errors": harness.log_errors(g.log for g in gateways)[:20],
+        "server_log_errors": observe.log_errors(g.log for g in gateways)[:20],
         "samples": samples,
     }
     result["pass"] = passed(result)
