@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve console serve-scaled test lint bench bench-console screenshots supergraph clean
+.PHONY: install serve console serve-scaled test lint bench bench-console screenshots supergraph soak chaos clean
 
 install: $(STAMP)
 
@@ -48,6 +48,16 @@ bench-console: install
 # Apollo's composition library (npm, installed into tests/node); `make test` checks it is current.
 supergraph: install
 	$(BIN)/python -m tests.federation
+
+# 10 minutes of mixed traffic per scenario (SQLite; two processes on PostgreSQL + Redis):
+# bench/results/soak.{json,md,png}. Short variant: python -m bench.soak --short.
+soak: install
+	$(BIN)/python -m bench.soak
+
+# Faults under traffic (registries, SQLite lock and full disk, PostgreSQL, Redis, SIGTERM,
+# SIGKILL): bench/results/chaos.{json,md}. Short variant: python -m bench.chaos --short.
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

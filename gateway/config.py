@@ -85,6 +85,7 @@ class Settings:
     traces: str = ""  # "" = file:<state_dir>/traces.jsonl
     registries: RegistryEndpoints = field(default_factory=RegistryEndpoints)
     registry_timeout: float = 2.0
+    shutdown_grace: float = 10.0  # seconds in-flight requests get after SIGTERM
     mock_seed: int = 20210716
     mock_size: int = 10_000
     trusted_documents: Path | None = None
@@ -138,6 +139,7 @@ class Settings:
                 registry_timeout=float(
                     env.get("KETENPOORT_REGISTRY_TIMEOUT", base.registry_timeout)
                 ),
+                shutdown_grace=float(env.get("KETENPOORT_SHUTDOWN_GRACE", base.shutdown_grace)),
                 trusted_documents=Path(trusted) if trusted else None,
                 issuer=env.get("KETENPOORT_ISSUER", base.issuer),
                 audience=env.get("KETENPOORT_AUDIENCE", base.audience),

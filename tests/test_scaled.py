@@ -9,11 +9,7 @@ not configurable, so every run uses fresh officer ids (``sub``) instead.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +21,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from bench.cluster import Cluster as ProcessCluster
+from bench.cluster import ClusterError
+from bench.harness import free_port
 from gateway.admission.tokens import load_or_create_dev_key, mint_dev_token
 from gateway.assembly.policy_file import load_policy
 from gateway.audit.model import AuditQuery, AuditRecord, Decision
@@ -32,7 +31,6 @@ from gateway.audit.stores import open_store
 from gateway.cli.main import app as cli_app
 from gateway.cli.policy import gateway_coordinates
 from gateway.config import DEFAULT_POLICY, Settings
-from gateway.observability.pseudonym import load_or_create_key
 from gateway.policy.model import Policy
 from mocks import Population
 from tests.support import REDIS_URL, drop_database, fresh_database, require_redis
@@ -44,15 +42,23 @@ START_TIMEOUT_S = 45.0
 
 @dataclass
 class Cluster:
-    """Two running gateway processes and what they share."""
+    """Two running gateway processes (:mod:`bench.cluster`) and what the tests need of them."""
 
-    urls: list[str]
-    processes: list[subprocess.Popen[bytes]]
-    logs: list[Path]
-    state: Path
-    audit_url: str
+    run: ProcessCluster
     policy: Policy
     population: Population
+
+    @property
+    def urls(self) -> list[str]:
+        return self.run.urls
+
+    @property
+    def state(self) -> Path:
+        return self.run.state
+
+    @property
+    def audit_url(self) -> str:
+        return self.run.audit_url
 
     def token(self, sub: str, purpose: str) -> str:
         settings = Settings()
@@ -75,59 +81,7 @@ class Cluster:
         }
 
     def log_tail(self) -> str:
-        return "\n".join(
-            f"--- {log.name} ---\n{log.read_text(errors='replace')[-2000:]}" for log in self.logs
-        )
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def wait_ready(cluster: Cluster) -> None:
-    """Poll /readyz of both processes (bounded); fail with their logs if one dies or stalls."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    pending = set(cluster.urls)
-    with httpx.Client(timeout=2.0) as client:
-        while pending:
-            for process in cluster.processes:
-                if process.poll() is not None:
-                    raise AssertionError(
-                        f"a gateway process exited with {process.returncode}\n{cluster.log_tail()}"
-                    )
-            for url in sorted(pending):
-                try:
-                    if client.get(f"{url}/readyz").status_code == 200:
-                        pending.discard(url)
-                except httpx.HTTPError:
-                    pass
-            if pending and time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not ready within {START_TIMEOUT_S} s: {sorted(pending)}\n{cluster.log_tail()}"
-                )
-            if pending:
-                time.sleep(0.2)
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        return self.run.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -135,48 +89,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     asyncio.run(require_redis())
     audit_url, database = asyncio.run(fresh_database())
     base = tmp_path_factory.mktemp("scaled")
-    state = base / "state"
-    # Create the shared keys before the processes start, so they never race to create them.
-    load_or_create_dev_key(state)
-    load_or_create_key(state)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KETENPOORT_")}
-    env.update(
-        KETENPOORT_MODE="development",
-        KETENPOORT_STATE=str(state),
-        KETENPOORT_AUDIT_STORE=audit_url,
-        KETENPOORT_QUOTA_STORE=REDIS_URL,
-        KETENPOORT_CACHE=REDIS_URL,
-        KETENPOORT_TRACES="none",
-        KETENPOORT_REGISTRIES="embedded",
+    run = ProcessCluster.start(
+        base, ports=[free_port(), free_port()], audit_url=audit_url, redis_url=REDIS_URL
     )
-    processes: list[subprocess.Popen[bytes]] = []
-    logs: list[Path] = []
-    ports = free_ports(2)
     try:
-        for port in ports:
-            log = base / f"gateway-{port}.log"
-            logs.append(log)
-            argv = [sys.executable, "-m", "gateway.cli.main", "serve", "--host", "127.0.0.1"]
-            argv += ["--port", str(port)]
-            with log.open("wb") as out:
-                # Fixed argv (this interpreter, a loopback port): no untrusted input.
-                process = subprocess.Popen(  # noqa: S603
-                    argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-                )
-            processes.append(process)
-        running = Cluster(
-            urls=[f"http://127.0.0.1:{port}" for port in ports],
-            processes=processes,
-            logs=logs,
-            state=state,
-            audit_url=audit_url,
-            policy=load_policy(DEFAULT_POLICY, gateway_coordinates()),
-            population=Population(),
-        )
-        wait_ready(running)
-        yield running
+        try:
+            run.wait_ready(START_TIMEOUT_S)
+        except ClusterError as exc:
+            raise AssertionError(str(exc)) from exc
+        yield Cluster(run, load_policy(DEFAULT_POLICY, gateway_coordinates()), Population())
     finally:
-        stop(processes)
+        run.stop()
         asyncio.run(drop_database(database))
 
 

@@ -209,8 +209,11 @@ _PING = (
     "(SELECT 1 FROM audit_entry_subject WHERE entry_seq = 0 LIMIT 1), "
     "(SELECT 1 FROM audit_decision_set WHERE id = '')"
 )
-_ACQUIRE_TIMEOUT = 10.0
-_COMMAND_TIMEOUT = 30.0
+#: Seconds to open a connection, to wait for a free pooled one, and for one statement: a lost
+#: server fails a commit within these (AUDIT_UNAVAILABLE), never hangs it (README, Timeouts).
+CONNECT_TIMEOUT = 5.0
+_ACQUIRE_TIMEOUT = 5.0
+_COMMAND_TIMEOUT = 10.0
 _SEARCH_CHUNK = 2_000
 
 
@@ -244,6 +247,7 @@ class PostgresAuditStore(GroupCommitStore):
                 min_size=1,
                 max_size=self._max,
                 command_timeout=_COMMAND_TIMEOUT,
+                timeout=CONNECT_TIMEOUT,
                 init=_init_connection,
             )
         async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn, conn.transaction():

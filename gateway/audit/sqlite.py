@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -185,7 +186,20 @@ _PING = (
 )
 _SEARCH_CHUNK = 500
 T = TypeVar("T")
-_BUSY_TIMEOUT_MS = 10_000
+#: How long the writer waits for SQLite's write lock (another process, a checkpoint) before its
+#: group commit fails with AUDIT_UNAVAILABLE: a locked store answers 503 within about this,
+#: never holds requests for long.
+WRITE_BUSY_TIMEOUT_MS = 1_000
+#: Below this much free space on the store's file system the store reports itself not ready.
+MIN_FREE_BYTES = 1 << 20
+#: How long the readiness probe waits for the write lock.
+_PROBE_BUSY_TIMEOUT_MS = 100
+#: How long a read waits for a lock (WAL readers rarely wait at all).
+READ_BUSY_TIMEOUT_MS = 2_000
+#: Transient read failures (a WAL index being rebuilt, a lock) are retried this often, with a
+#: short pause, within the search deadline of :class:`GroupCommitStore`.
+_READ_RETRIES = 3
+_TRANSIENT = ("locked", "busy", "locking protocol")
 
 
 class SQLiteAuditStore(GroupCommitStore):
@@ -205,7 +219,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     # ---- connections ---------------------------------------------------------------------
 
-    async def _connect(self, *, create: bool) -> aiosqlite.Connection:
+    async def _connect(self, *, create: bool, writer: bool = False) -> aiosqlite.Connection:
         if self._memory:
             conn = await aiosqlite.connect(":memory:", isolation_level=None)
         else:
@@ -214,7 +228,8 @@ class SQLiteAuditStore(GroupCommitStore):
             uri = f"file:{quote(str(self._file))}?mode={mode}"
             conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            busy = WRITE_BUSY_TIMEOUT_MS if writer or self._memory else READ_BUSY_TIMEOUT_MS
+            await conn.execute(f"PRAGMA busy_timeout = {busy}")
             if not self._memory:
                 await conn.execute("PRAGMA journal_mode = WAL")
                 await conn.execute("PRAGMA synchronous = FULL")
@@ -225,7 +240,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     async def _writer_conn(self) -> aiosqlite.Connection:
         if self._wconn is None:
-            self._wconn = await self._connect(create=False)
+            self._wconn = await self._connect(create=False, writer=True)
             if self._memory:
                 self._rconn = self._wconn
         return self._wconn
@@ -276,7 +291,7 @@ class SQLiteAuditStore(GroupCommitStore):
             await asyncio.to_thread(self._file.parent.mkdir, parents=True, exist_ok=True)
         async with self._wlock:
             if self._wconn is None:
-                self._wconn = await self._connect(create=True)
+                self._wconn = await self._connect(create=True, writer=True)
                 if self._memory:
                     self._rconn = self._wconn
             conn = self._wconn
@@ -553,14 +568,27 @@ class SQLiteAuditStore(GroupCommitStore):
         params = [ts(p) if isinstance(p, dt.datetime) else p for p in params]
         # Each subject row yields at least one record: q.limit rows are always enough.
         sql = f"{SEARCH_SELECT}{where} ORDER BY e.seq, s.position LIMIT ?"
-        expander = Expander(self.decision_sets, q.limit)
+        for attempt in range(_READ_RETRIES + 1):
+            try:
+                return await self._search_once(sql, [*params, q.limit], q.limit)
+            except sqlite3.OperationalError as exc:
+                # A reader under write load can meet a lock or a WAL index being rebuilt: a
+                # fresh snapshot a moment later reads fine. Anything else fails at once.
+                transient = any(word in str(exc).lower() for word in _TRANSIENT)
+                if not transient or attempt == _READ_RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _search_once(self, sql: str, params: list[Any], limit: int) -> list[AuditRecord]:
+        expander = Expander(self.decision_sets, limit)
         async with self._rlock:
             conn = await self._reader_conn()
             try:
                 # One read transaction: the rows and the sets they name from one snapshot.
                 await conn.execute("BEGIN")
                 try:
-                    async with conn.execute(sql, (*params, q.limit)) as cursor:
+                    async with conn.execute(sql, params) as cursor:
                         while chunk := await cursor.fetchmany(_SEARCH_CHUNK):
                             wanted = expander.missing(chunk)
                             if wanted:
@@ -568,8 +596,16 @@ class SQLiteAuditStore(GroupCommitStore):
                                 expander.add_sets(wanted, found)
                             if expander.feed(chunk):
                                 break
+                except asyncio.CancelledError:
+                    # The search deadline passed: stop the statement running on its thread
+                    # before the rollback queues behind it.
+                    await conn.interrupt()
+                    raise
                 finally:
                     await self._rollback(conn)
+            except asyncio.CancelledError:
+                await self._drop(conn)  # its state is unknown: the next search reconnects
+                raise
             except sqlite3.DatabaseError:
                 await self._drop(conn)  # reconnect next time: the file may have been replaced
                 raise
@@ -616,6 +652,26 @@ class SQLiteAuditStore(GroupCommitStore):
             row = await self._one(conn, _PING)
             if row is None or row[0] is None:
                 raise RuntimeError("audit chain head row is missing")
+        if self._file is None:
+            return
+        # A full disk fails the next commit that needs a page: say so before it does.
+        disk = await asyncio.to_thread(os.statvfs, self._file.parent)
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            raise RuntimeError("the audit store's file system is full")
+        # Readable is not writable: another process may hold the write lock. Take it and let
+        # go at once, in turn with this process's own group commits (under the writer lock),
+        # waiting only briefly so that a probe never holds up the commits behind it.
+        async with self._wlock:
+            await self._in_writer_thread(self._probe_write_lock)
+
+    @staticmethod
+    def _probe_write_lock(db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {_PROBE_BUSY_TIMEOUT_MS}")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_TIMEOUT_MS}")
 
     # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
 

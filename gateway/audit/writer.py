@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import TreeReader
 
 log = logging.getLogger("ketenpoort.audit")
+
+#: A search (SQLite or PostgreSQL) is stopped after this many seconds: AUDIT_UNAVAILABLE.
+SEARCH_TIMEOUT_S = 5.0
+#: How far a database clock may be behind the gateways' for ``since`` searches (see build_where).
+SINCE_CLOCK_MARGIN = dt.timedelta(minutes=5)
+#: After a failed transaction (disk full, lock, lost server) the store reports itself not
+#: ready for this long, or until a transaction succeeds.
+FAILED_WRITE_UNREADY_S = 10.0
 
 #: Coordinate, reason and decision of the record a purge leaves behind.
 PURGE_DECISION = FieldDecision(
@@ -123,6 +132,15 @@ def build_where(q: AuditQuery, placeholder: Any) -> tuple[str, list[Any]]:
         add("e.trace_id = {}", q.trace_id)
     if q.since is not None:
         add("e.start_time >= {}", _aware(q.since))
+        # The same filter, made cheap: an entry is recorded after its request started, and
+        # recorded_at grows with seq, so no entry before the first one recorded since then
+        # (less a margin for a database clock behind the gateway's) can match. Without this
+        # bound a recent-window search walks an organisation's whole history in seq order.
+        add(
+            "e.seq >= (SELECT seq FROM audit_entry WHERE recorded_at >= {} "
+            "ORDER BY recorded_at, seq LIMIT 1)",
+            _aware(q.since) - SINCE_CLOCK_MARGIN,
+        )
     if q.until is not None:
         add("e.start_time < {}", _aware(q.until))
     if q.since is not None:
@@ -278,6 +296,8 @@ class GroupCommitStore(ABC):
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        #: When the last transaction failed (monotonic), None after a success: readiness.
+        self._last_failure: float | None = None
         #: Called with the number of entries each committed group added (the checkpointer).
         self.on_append: Callable[[int], None] | None = None
 
@@ -361,7 +381,8 @@ class GroupCommitStore(ABC):
         except AuditUnavailable:
             raise
         except Exception as exc:
-            raise AuditUnavailable(f"audit store cannot be opened ({type(exc).__name__})") from exc
+            detail = str(exc) or type(exc).__name__
+            raise AuditUnavailable(f"audit store cannot be opened: {detail}") from exc
         self._closing = False
         self._writer = asyncio.get_running_loop().create_task(
             self._run_writer(), name="ketenpoort-audit-writer"
@@ -494,11 +515,19 @@ class GroupCommitStore(ABC):
         if q.limit <= 0:
             raise ValueError("search limit must be positive")
         try:
-            return await self._search(q)
+            async with asyncio.timeout(SEARCH_TIMEOUT_S):
+                return await self._search(q)
         except (AuditUnavailable, ValueError):
             raise
+        except TimeoutError as exc:
+            log.warning("audit search stopped after %.0f s", SEARCH_TIMEOUT_S)
+            raise AuditUnavailable(
+                f"the audit trail search took longer than {SEARCH_TIMEOUT_S:.0f} s"
+            ) from exc
         except Exception as exc:
-            raise AuditUnavailable(f"audit search failed ({type(exc).__name__})") from exc
+            # The class and message stay in the server log; the caller gets a stable text.
+            log.warning("audit search failed: %s: %s", type(exc).__name__, exc)
+            raise AuditUnavailable("the audit trail could not be searched") from exc
 
     async def verify(self) -> VerifyResult:
         """Walk the whole chain; the result names the first broken entry."""
@@ -510,8 +539,12 @@ class GroupCommitStore(ABC):
             raise AuditUnavailable(f"audit verify failed ({type(exc).__name__}: {exc})") from exc
 
     async def ready(self) -> bool:
-        """True when the writer runs and the tables answer."""
+        """True when the writer runs, the tables answer and the last transaction (if it was
+        less than :data:`FAILED_WRITE_UNREADY_S` ago) did not fail."""
         if self._writer is None or self._writer.done():
+            return False
+        failed = self._last_failure
+        if failed is not None and time.monotonic() - failed < FAILED_WRITE_UNREADY_S:
             return False
         try:
             await self._ping()
@@ -583,6 +616,7 @@ class GroupCommitStore(ABC):
                     job.future.set_exception(exc)
             return
         except Exception as exc:
+            self._last_failure = time.monotonic()
             # Logged without batch content: the trail's data stays in the trail.
             log.error(
                 "audit transaction of %d batch(es) failed: %s: %s",
@@ -592,12 +626,11 @@ class GroupCommitStore(ABC):
             )
             for job in group:
                 if not job.future.done():
-                    error = AuditUnavailable(
-                        f"the audit trail could not record this ({type(exc).__name__})"
-                    )
+                    error = AuditUnavailable("the audit trail could not record this")
                     error.__cause__ = exc
                     job.future.set_exception(error)
             return
+        self._last_failure = None
         for job in group:
             if not job.future.done():
                 job.future.set_result(result)

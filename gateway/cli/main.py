@@ -71,9 +71,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway (mock registries in-process unless KETENPOORT_REGISTRIES names them)."""
-    import uvicorn
+    import asyncio
 
-    from gateway.http.app import create_app, server_options
+    from gateway.http.server import StartError
+    from gateway.http.server import serve as serve_gateway
     from gateway.observability.tracing import check_traces_spec
 
     if mode is not None and mode not in ("development", "production"):
@@ -103,16 +104,17 @@ def serve(
         check_traces_spec(settings.traces_spec)
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(
-        f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})", err=True
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        **server_options(),
-    )
+
+    def announce() -> None:
+        typer.echo(
+            f"Ketenpoort on http://{settings.host}:{settings.port}/graphql ({settings.mode})",
+            err=True,
+        )
+
+    try:
+        asyncio.run(serve_gateway(settings, announce))
+    except StartError as exc:
+        fail(f"cannot start: {exc}", 1)
 
 
 @app.command()

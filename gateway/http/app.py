@@ -39,14 +39,17 @@ def server_options() -> dict[str, Any]:
     return {"h11_max_incomplete_event_size": SERVER_MAX_HEADER_BYTES}
 
 
-def create_app(settings: Settings | None = None, **start_options: Any) -> Starlette:
-    """The ASGI app; components start in the lifespan and close at shutdown."""
+def create_app(
+    settings: Settings | None = None, *, running: Running | None = None, **start_options: Any
+) -> Starlette:
+    """The ASGI app; components start in the lifespan (unless ``running`` was started
+    already) and close at shutdown."""
     settings = settings or Settings.from_env()
     holder: dict[str, Running] = {}
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        holder["running"] = await start_gateway(settings, **start_options)
+        holder["running"] = running or await start_gateway(settings, **start_options)
         try:
             yield
         finally:

@@ -58,13 +58,18 @@ class Overlay:
             return value
         if isinstance(value, list):
             return [self.apply(item) for item in value]
-        return self.apply_to_own({**value, **self.markers} if self.markers else dict(value))
+        return self.apply_to_own(dict(value))
 
     def apply_to_own(self, value: dict[str, Any]) -> dict[str, Any]:
         """Lay the markers over ``value`` in place: only for a dict the caller just built and
         owns (the person object of this request); objects below it are copied by :meth:`apply`,
         since they may be shared with the cache."""
         if self.markers:
+            # A cached plan's markers are raised again in every request that uses it (the
+            # executor raises an error value it resolves), and a re-raised exception keeps its
+            # earlier traceback: without this, every request's frames stay alive for good.
+            for marker in self.markers.values():
+                marker.__traceback__ = None
             value.update(self.markers)
         for name, child in self.children.items():
             if name not in self.markers:
