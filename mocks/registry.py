@@ -3,7 +3,8 @@
 Contract:
 
 * ``served`` gets one :class:`ServedCall` per request that returned real data (a successful
-  ``/personen`` or ``/zoeken`` call, a GraphQL operation that touched entities or statistics).
+  ``/personen`` or ``/zoeken`` call, a GraphQL operation that touched entities or statistics);
+  the latest :data:`SERVED_BOUND` are kept.
   Rejected requests (400) and requests answered by an injected fault are not recorded: nothing
   was served.
 * ``faults`` applies to the data endpoints only, never to ``GET /health``; it is read on every
@@ -60,6 +61,10 @@ def headers_of(raw: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in raw.items()}
 
 
+#: Served calls a mock keeps: enough for any test, bounded for ``make serve`` running for days.
+SERVED_BOUND: Final = 10_000
+
+
 class MockRegistry:
     """Base of a mock registry; subclasses set :attr:`app`."""
 
@@ -79,8 +84,11 @@ class MockRegistry:
     def record(
         self, vnummers: tuple[str, ...], fields: frozenset[str], headers: dict[str, str]
     ) -> None:
-        """Append a :class:`ServedCall` for this registry."""
+        """Append a :class:`ServedCall` for this registry; only the latest
+        :data:`SERVED_BOUND` calls are kept, so a long-running mock does not grow without end."""
         self.served.append(ServedCall(self.name, vnummers, fields, headers))
+        if len(self.served) > SERVED_BOUND:
+            del self.served[: len(self.served) - SERVED_BOUND]
 
     async def fault_response(self) -> Response | None:
         """Apply the current faults; return the response to send instead of data, if any."""

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import io
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
-from gateway.assembly.runtime import Running
+from gateway.assembly.runtime import Running, start_gateway
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,
@@ -34,7 +35,7 @@ from gateway.config import ConfigError, Settings
 from gateway.console.app import create_console_app, open_console
 from gateway.console.charts import bar_chart, nice_max
 from gateway.console.export import safe_cell
-from gateway.console.reports import register_html
+from gateway.console.reports import check_checkpoints, register_html
 from gateway.console.sessions import Sessions
 from gateway.console.settings import ConsoleSettings
 from gateway.console.trail import Filters, search_page
@@ -419,3 +420,40 @@ def test_console_settings_and_command_refuse_bad_values(tmp_path: Path) -> None:
     result = runner.invoke(cli_app, ["console"], env=production)
     assert result.exit_code == 1 and "KETENPOORT_JWKS" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_integrity_checks_the_store_against_the_published_checkpoints(
+    tmp_path: Path, mock_registries: Registries
+) -> None:
+    """Integriteit holds the Merkle log against the gateway's signed checkpoints: a record
+    rewritten in the database after a checkpoint is named, even with the hash chain redone."""
+    state = tmp_path / "state"
+    settings = settings_for(state)
+    running = await start_gateway(settings, mocks=mock_registries)
+    try:
+        nvik = caller(running, state, org="NVIK", roles=["analist"], purpose="TOEZICHT_VW")
+        for i in range(3):
+            v = mock_registries.population.vnummer(7200 + i)
+            assert (await nvik.query(TOEZICHT, {"v": v})).status == 200
+    finally:
+        await running.close()  # the shutdown checkpoint covers every entry
+
+    console = await open_console(settings, ConsoleSettings())
+    try:
+        assert console.checkpoint_file == state / "checkpoints.txt"
+        checked, why = await check_checkpoints(console)
+        assert why is None and checked is not None
+        assert checked.ok, checked.detail
+        assert checked.leaves >= 3
+
+        with sqlite3.connect(state / "audit.db") as db:
+            db.execute("UPDATE audit_entry SET officer = 'iemand-anders' WHERE seq = 2")
+        checked, why = await check_checkpoints(console)
+        assert checked is not None and not checked.ok
+        assert checked.bad_leaf == 1, checked.detail  # entry seq 2 is leaf 1
+
+        (state / "checkpoints.txt").write_text("geen checkpoint\n", encoding="utf-8")
+        checked, why = await check_checkpoints(console)
+        assert checked is None and why is not None and "checkpoint" in why.lower()
+    finally:
+        await console.store.close()

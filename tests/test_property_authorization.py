@@ -544,9 +544,12 @@ def run_property(
         running: Running = loop.run_until_complete(start_gateway(settings_for(state), mocks=mocks))
         try:
 
+            # A fixed example sequence: the coverage floors asserted below then hold on every
+            # run instead of failing now and then by chance.
             @settings(
                 max_examples=EXAMPLES,
                 deadline=None,
+                derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             )
             @given(who=principals(), case=queries(persons))

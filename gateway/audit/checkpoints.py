@@ -32,6 +32,7 @@ from gateway.audit.note import (
     NoteError,
     Signer,
     Verifier,
+    open_checkpoint,
     parse_note,
     sign_checkpoint,
 )
@@ -131,15 +132,37 @@ def file_publisher(path: Path) -> Publisher:
     return publish
 
 
-def publishers_for(spec: str, state_dir: Path) -> list[Publisher]:
-    """``file:PATH`` (or empty: ``file:<state>/checkpoints.txt``) or ``none``."""
+def published_file(spec: str, state_dir: Path) -> Path | None:
+    """The checkpoint file ``KETENPOORT_CHECKPOINTS`` names: ``file:PATH`` (or empty:
+    ``<state>/checkpoints.txt``); ``None`` for ``none``. Raises ``ValueError`` otherwise."""
     if spec == "none":
-        return []
+        return None
     if not spec:
-        return [file_publisher(state_dir / "checkpoints.txt")]
+        return state_dir / "checkpoints.txt"
     if spec.startswith("file:") and len(spec) > len("file:"):
-        return [file_publisher(Path(spec.removeprefix("file:")))]
+        return Path(spec.removeprefix("file:"))
     raise ValueError(f"KETENPOORT_CHECKPOINTS must be file:PATH or none; got {spec!r}")
+
+
+def publishers_for(spec: str, state_dir: Path) -> list[Publisher]:
+    """The file publisher of :func:`published_file`, or none."""
+    path = published_file(spec, state_dir)
+    return [] if path is None else [file_publisher(path)]
+
+
+def signed_checkpoints(text: str, key: Verifier) -> list[Checkpoint]:
+    """Every checkpoint in a checkpoint file's ``text``, each signature verified by ``key``.
+
+    Raises :class:`NoteError` naming the first note that is malformed or does not verify.
+    """
+    found: list[Checkpoint] = []
+    for n, note in enumerate(iter_notes(text), 1):
+        try:
+            checkpoint, _ = open_checkpoint(note.render(), key)
+        except NoteError as exc:
+            raise NoteError(f"checkpoint {n} does not verify: {exc}") from exc
+        found.append(checkpoint)
+    return found
 
 
 class Checkpointer:

@@ -23,10 +23,11 @@ from gateway.audit.checkpoints import (
     load_signer,
     load_verifier,
     publishers_for,
+    signed_checkpoints,
 )
 from gateway.audit.evidence import ReportError, best_checkpoint, check_report, report_with_proofs
 from gateway.audit.logcheck import LogCheck
-from gateway.audit.note import Checkpoint, Note, NoteError, Verifier, open_checkpoint
+from gateway.audit.note import Checkpoint, Note, NoteError, Verifier
 from gateway.audit.report import SubjectReport
 from gateway.audit.store import AuditStore
 from gateway.audit.witness import (
@@ -90,16 +91,10 @@ def read_checkpoints(path: Path, key: Verifier) -> list[Checkpoint]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LogInputError(f"cannot read checkpoint file {path}: {exc}") from exc
-    found: list[Checkpoint] = []
     try:
-        for n, note in enumerate(iter_notes(text), 1):
-            try:
-                checkpoint, _ = open_checkpoint(note.render(), key)
-            except NoteError as exc:
-                _fail(f"checkpoint {n} of {path} does not verify: {exc}", 1)
-            found.append(checkpoint)
+        found = signed_checkpoints(text, key)
     except NoteError as exc:
-        _fail(f"{path} is not a checkpoint file: {exc}", 1)
+        _fail(f"{path}: {exc}", 1)
     if not found:
         raise LogInputError(f"{path} holds no checkpoint")
     return found

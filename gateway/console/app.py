@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.assembly.runtime import build_authenticator, load_gateway_policy
+from gateway.audit.checkpoints import PUBLIC_FILE, published_file
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
 from gateway.config import Settings
@@ -57,6 +58,8 @@ async def open_console(
         sessions=sessions,
         settings=console_settings,
         development=settings.development,
+        checkpoint_file=published_file(settings.checkpoints, settings.state_dir),
+        log_key_file=settings.state_dir / PUBLIC_FILE,
     )
 
 

@@ -18,7 +18,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.audit.anomalies import find_anomalies
+from gateway.audit.checkpoints import load_verifier, signed_checkpoints
+from gateway.audit.logcheck import LogCheck
 from gateway.audit.model import AuditRecord, Decision
+from gateway.audit.note import NoteError
 from gateway.audit.store import AuditUnavailable
 from gateway.console.access import Viewer
 from gateway.console.charts import Chart, bar_chart
@@ -240,11 +243,32 @@ async def _verify(console: Console, viewer: Viewer) -> None:
     try:
         run.result = await console.store.verify()
         run.error = None
+        run.log, run.log_error = await check_checkpoints(console)
     except AuditUnavailable as exc:
         run.result, run.error = None, exc.message
+        run.log, run.log_error = None, None
     finally:
         run.finished = dt.datetime.now(dt.UTC)
         run.running = False
+
+
+async def check_checkpoints(console: Console) -> tuple[LogCheck | None, str | None]:
+    """The store against every published, signed checkpoint (``audit verify --checkpoint``):
+    ``(result, None)``, or ``(None, why it could not be checked)``."""
+    path, key_file = console.checkpoint_file, console.log_key_file
+    if path is None or key_file is None:
+        return None, "Checkpoints worden niet naar een bestand gepubliceerd."
+    try:
+        key = load_verifier(key_file)
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        checkpoints = signed_checkpoints(text, key)
+    except FileNotFoundError as exc:
+        return None, f"Niet gevonden: {exc.filename}."
+    except (OSError, UnicodeDecodeError, NoteError) as exc:
+        return None, f"Checkpoints niet te lezen of onjuist ondertekend: {exc}"
+    if not checkpoints:
+        return None, f"{path} bevat nog geen checkpoint."
+    return await console.store.check_log(checkpoints), None
 
 
 async def integriteit(request: Request) -> Response:

@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission.tokens import Authenticator, Principal
+from gateway.audit.logcheck import LogCheck
 from gateway.audit.model import Decision
 from gateway.audit.reading import record_reading
 from gateway.audit.store import AuditStore, AuditUnavailable
@@ -96,6 +97,10 @@ class IntegrityRun:
     by: str | None = None
     result: VerifyResult | None = None
     error: str | None = None
+    #: The store against the log's published, signed checkpoints (None: not checked).
+    log: LogCheck | None = None
+    #: Why the checkpoints could not be checked (no file, no key, a bad signature).
+    log_error: str | None = None
     running: bool = False
 
 
@@ -110,6 +115,10 @@ class Console:
     sessions: Sessions
     settings: ConsoleSettings
     development: bool
+    #: The published checkpoint file and the log's public key (``KETENPOORT_CHECKPOINTS``,
+    #: ``<state>/checkpoint.pub``); None when checkpoints are not published to a file.
+    checkpoint_file: Path | None = None
+    log_key_file: Path | None = None
     templates: Environment = field(
         default_factory=lambda: Environment(
             loader=FileSystemLoader(HERE / "templates"),
