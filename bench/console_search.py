@@ -29,15 +29,9 @@ from typing import Any
 import asyncpg
 
 from bench.store import drop_database, fresh_database, require_postgres
-from gateway.audit.chain import (
-    ENTRY_COLUMNS,
-    GENESIS_HASH,
-    SUBJECT_COLUMNS,
-    DecisionSets,
-    link,
-    prepare,
-    ts,
-)
+from gateway.audit.chain import GENESIS_HASH, link, prepare
+from gateway.audit.encoding import DecisionSets, ts
+from gateway.audit.entries import ENTRY_COLUMNS, SUBJECT_COLUMNS
 from gateway.audit.merkle import append_leaves, frontier
 from gateway.audit.model import AccessContext, AuditBatch, Decision, FieldDecision, SubjectAccess
 from gateway.audit.postgres import PostgresAuditStore

@@ -22,15 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.store import fresh_batch
-from gateway.audit.chain import (
-    DecisionSets,
-    PreparedBatch,
-    entry_bytes,
-    link,
-    prepare,
-    read_entry,
-)
+from gateway.audit.chain import PreparedBatch, link, prepare
 from gateway.audit.checkpoints import Checkpointer, file_publisher
+from gateway.audit.encoding import DecisionSets
+from gateway.audit.entries import entry_bytes, read_entry
 from gateway.audit.merkle import append_leaves, frontier, leaf_hash
 from gateway.audit.model import AuditBatch
 from gateway.audit.note import Signer

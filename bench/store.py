@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench.common import POSTGRES_URL
-from gateway.audit.chain import DecisionSets, PreparedBatch, VerifyResult, link, prepare, ts
+from gateway.audit.chain import PreparedBatch, link, prepare
+from gateway.audit.encoding import DecisionSets, ts
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.merkle import Node, append_leaves, frontier
 from gateway.audit.model import AuditBatch, AuditQuery, AuditRecord
@@ -29,6 +30,7 @@ from gateway.audit.note import Checkpoint
 from gateway.audit.querying import EntryRows
 from gateway.audit.store import AuditStore
 from gateway.audit.stores import open_store
+from gateway.audit.verify import VerifyResult
 from gateway.audit.writer import GroupCommitStore
 from tests import support
 

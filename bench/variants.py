@@ -29,13 +29,13 @@ from bench.store import ChainBufferStore
 from gateway import domain
 from gateway.admission.tokens import Principal, load_or_create_dev_key, mint_dev_token
 from gateway.assembly.runtime import Running, start_gateway
-from gateway.audit.chain import VerifyResult
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.merkle import Node
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
 from gateway.audit.note import Checkpoint
 from gateway.audit.querying import EntryRows
 from gateway.audit.tree import TreeReader
+from gateway.audit.verify import VerifyResult
 from gateway.config import Settings
 from gateway.execution.schema import schema_config
 from gateway.pipeline.answer import Answer

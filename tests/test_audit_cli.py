@@ -23,7 +23,8 @@ from gateway.audit.model import (
     SubjectAccess,
 )
 from gateway.audit.stores import open_store
-from gateway.cli.audit import app, parse_duration
+from gateway.cli.audit import app
+from gateway.cli.audit_support import parse_duration
 from gateway.observability.pseudonym import Pseudonymizer, load_or_create_key
 
 VNUMMER = "3141592653"

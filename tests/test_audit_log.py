@@ -25,8 +25,9 @@ import pytest
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
-from gateway.audit.chain import GENESIS_HASH, entry_bytes, entry_hash, read_entry
+from gateway.audit.chain import GENESIS_HASH
 from gateway.audit.checkpoints import Checkpointer, file_publisher
+from gateway.audit.entries import entry_bytes, entry_hash, read_entry
 from gateway.audit.merkle import MemoryTree, ProofError, leaf_hash, verify_consistency
 from gateway.audit.merkle import verify_inclusion as check_inclusion
 from gateway.audit.note import COSIGNATURE_V1, Signer

@@ -26,13 +26,9 @@ import aiosqlite
 import asyncpg
 import pytest
 
-from gateway.audit.chain import (
-    GENESIS_HASH,
-    decision_set_id,
-    encode_decisions,
-    entry_hash,
-    read_entry,
-)
+from gateway.audit.chain import GENESIS_HASH
+from gateway.audit.encoding import decision_set_id, encode_decisions
+from gateway.audit.entries import entry_hash, read_entry
 from gateway.audit.model import (
     AccessContext,
     AuditBatch,

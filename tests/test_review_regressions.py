@@ -37,7 +37,7 @@ def doubling_fragments(n: int, vnummer: str) -> str:
 async def test_fragment_doubling_does_not_block_the_gateway(
     gateway: Running, mock_registries: Registries, tmp_path: Path
 ) -> None:
-    """Was a hang: the planner flattened fragments (plan._Builder.collect) before counting
+    """Was a hang: the planner flattened fragments (builder.PlanBuilder.collect) before counting
     fields, so a 1 KB document cost 2**n work on the event loop (n=22: ~10 s)."""
     who = analist(gateway, tmp_path)
     query = doubling_fragments(22, mock_registries.population.vnummer(1))

@@ -26,14 +26,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.audit.chain import (
-    StoredEntry,
-    decision_set_id,
-    decode_decisions,
-    decode_entry,
-    entry_bytes,
-    subjects_hash,
-)
+from gateway.audit.encoding import decision_set_id, decode_decisions, subjects_hash
+from gateway.audit.entries import StoredEntry, decode_entry, entry_bytes
 from gateway.audit.merkle import ProofError, leaf_hash, verify_inclusion
 from gateway.audit.model import Decision, FieldDecision
 from gateway.audit.note import (

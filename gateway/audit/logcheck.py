@@ -3,7 +3,7 @@
 ``ketenpoort audit verify --checkpoint FILE`` reads every stored leaf hash and every entry and
 checks, in one pass:
 
-* each entry's content (its canonical bytes, :func:`~gateway.audit.chain.entry_bytes`) hashes
+* each entry's content (its canonical bytes, :func:`~gateway.audit.entries.entry_bytes`) hashes
   to the leaf stored for it, its subject rows to its ``subjects_hash`` and its decision sets to
   their ids: an altered field names its leaf;
 * the leaves run 0, 1, 2, ... without a gap, and the root of the first ``size`` leaves equals
@@ -21,15 +21,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.audit.chain import (
-    ChainWalker,
-    StoredEntry,
-    SubjectRow,
-    entry_bytes,
-    read_entry,
-)
+from gateway.audit.entries import StoredEntry, entry_bytes, read_entry
 from gateway.audit.merkle import EMPTY_ROOT, Node, append_leaves, frontier, leaf_hash, root_from
 from gateway.audit.note import Checkpoint
+from gateway.audit.verify import ChainWalker, SubjectRow
 
 PURGE_COORDINATE = "Audit.purge"
 PURGE_PATH_PREFIX = "seq<="
@@ -69,7 +64,7 @@ class LogCheck:
 
 @dataclass(slots=True)
 class LogReads:
-    """A backend's reads, all from one snapshot (see :func:`gateway.audit.chain.walk_chain`)."""
+    """A backend's reads, all from one snapshot (see :func:`gateway.audit.verify.walk_chain`)."""
 
     head_seq: int
     anchor_seq: int

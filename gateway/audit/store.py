@@ -10,8 +10,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gateway.audit.chain import VerifyResult
 from gateway.audit.model import AccessContext, AuditBatch, AuditQuery, AuditRecord
+from gateway.audit.verify import VerifyResult
 from gateway.errors import Code, GatewayError
 
 if TYPE_CHECKING:  # the implementations import this module

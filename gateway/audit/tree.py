@@ -1,7 +1,7 @@
 """The audit log's Merkle tree in the stores: one table layout, written for both backends.
 
 Every entry of the trail (one per request) is leaf ``seq - 1`` of an RFC 6962 tree; its leaf
-data is the entry's canonical bytes (:func:`gateway.audit.chain.entry_bytes`). The table
+data is the entry's canonical bytes (:func:`gateway.audit.entries.entry_bytes`). The table
 ``audit_tree_node`` holds every perfect aligned subtree, ``(level, idx, hash)``: level 0 are
 the leaf hashes, level ``l`` index ``i`` the hash of leaves ``[i·2^l, (i+1)·2^l)``. Nodes are
 only ever inserted (a new entry adds its leaf and the subtrees it completes, about two rows),
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from gateway.audit.chain import entry_bytes, read_entry
+from gateway.audit.entries import entry_bytes, read_entry
 from gateway.audit.merkle import (
     Node,
     ProofError,
@@ -136,7 +136,7 @@ async def backfill(
     Only a trail whose tree is empty and which was never purged can be given one (its leaves
     are recomputed from every entry, 1..head); any other mismatch between the tree and the
     chain head is damage or tampering and raises ``ValueError``. ``read_entries()`` returns
-    every entry row (:data:`~gateway.audit.chain.ENTRY_COLUMNS` order) by seq.
+    every entry row (:data:`~gateway.audit.entries.ENTRY_COLUMNS` order) by seq.
     """
     if leaf_count == head_seq:
         return []
