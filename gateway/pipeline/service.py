@@ -50,13 +50,14 @@ from gateway.pipeline.refusals import (
     null_answer_refusal,
     refusal_decision,
 )
+from gateway.planning.builder import build_plan
 from gateway.planning.document import (
     Document,
     DocumentCache,
     errors_for_caller,
     variable_errors_for_caller,
 )
-from gateway.planning.plan import RequestPlan, build_plan, select_operation
+from gateway.planning.plan import RequestPlan, select_operation
 from gateway.policy.model import Grant, Policy
 from gateway.proportionality.quota import QuotaStore
 

@@ -1,12 +1,13 @@
 """The document walk that builds a plan: :class:`PlanBuilder` flattens fragments, applies
 ``@skip``/``@include``, asks the grant about every field, and collects the fetch sets, the
 refusal overlays, the audit decisions and the complexity counts that
-:func:`gateway.planning.plan.build_plan` puts into a :class:`~gateway.planning.plan.RequestPlan`.
+:func:`build_plan` puts into a :class:`~gateway.planning.plan.RequestPlan`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from graphql import (
@@ -25,7 +26,15 @@ from graphql import (
 from gateway.audit.model import Decision, FieldDecision
 from gateway.domain import REGISTRY_OF_FIELD
 from gateway.errors import Code, GatewayError
-from gateway.planning.plan import PERSON_TYPE, Grant, Overlay, RootPlan
+from gateway.planning.plan import (
+    INTROSPECTION_ROOTS,
+    PERSON_TYPE,
+    Grant,
+    Overlay,
+    RequestPlan,
+    RootPlan,
+    select_operation,
+)
 
 
 class PlanBuilder:
@@ -219,3 +228,49 @@ class PlanBuilder:
             not_found=(FieldDecision(coordinate, key, Decision.GIVEN, "NOT_FOUND", None),),
             request_decisions=(),
         )  # fmt: skip
+
+
+def build_plan(
+    document: DocumentNode,
+    operation_name: str | None,
+    coordinates: Mapping[str, str],
+    grant: Grant,
+    variables: Mapping[str, Any] | None = None,
+) -> RequestPlan:
+    """Plan an operation for a grant. Pure: same inputs, same plan."""
+    operation = select_operation(document, operation_name)
+    builder = PlanBuilder(document, coordinates, grant, variables)
+    operation_type = operation.operation.value.capitalize()
+    roots: dict[str, RootPlan] = {}
+    introspection = False
+    for node in builder.collect(operation.selection_set):
+        builder.fields += 1
+        if node.alias is not None:
+            builder.aliases += 1
+        if node.name.value == "__typename":
+            continue
+        if node.name.value in INTROSPECTION_ROOTS:
+            introspection = True
+            continue
+        plan = builder.root(node, operation_type)
+        key = plan.key
+        if key in roots:  # the same response key twice: graphql merges them; so do we
+            previous = roots[key]
+            plan = replace(
+                plan,
+                refusal=plan.refusal or previous.refusal,
+                decisions=tuple(dict.fromkeys(previous.decisions + plan.decisions)),
+                request_decisions=tuple(
+                    dict.fromkeys(previous.request_decisions + plan.request_decisions)
+                ),
+            )
+        roots[key] = plan
+    return RequestPlan(
+        roots=roots,
+        fetch={registry: frozenset(paths) for registry, paths in builder.fetch.items()},
+        overlay=builder.overlay,
+        depth=builder.depth,
+        aliases=builder.aliases,
+        fields=builder.fields,
+        introspection=introspection,
+    )

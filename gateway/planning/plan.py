@@ -10,7 +10,7 @@ returned subjects, never per field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from graphql import (
@@ -167,56 +167,6 @@ def select_operation(document: DocumentNode, operation_name: str | None) -> Oper
         if operation_name is None or (operation.name and operation.name.value == operation_name):
             return operation
     raise GatewayError(Code.BAD_USER_INPUT, f"Unknown operation {operation_name!r}.")
-
-
-def build_plan(
-    document: DocumentNode,
-    operation_name: str | None,
-    coordinates: Mapping[str, str],
-    grant: Grant,
-    variables: Mapping[str, Any] | None = None,
-) -> RequestPlan:
-    """Plan an operation for a grant. Pure: same inputs, same plan."""
-    operation = select_operation(document, operation_name)
-    # The builder makes this module's Overlay and RootPlan, so it imports this module; it is
-    # imported here, when a plan is first built, rather than at the top (a cycle).
-    from gateway.planning.builder import PlanBuilder
-
-    builder = PlanBuilder(document, coordinates, grant, variables)
-    operation_type = operation.operation.value.capitalize()
-    roots: dict[str, RootPlan] = {}
-    introspection = False
-    for node in builder.collect(operation.selection_set):
-        builder.fields += 1
-        if node.alias is not None:
-            builder.aliases += 1
-        if node.name.value == "__typename":
-            continue
-        if node.name.value in INTROSPECTION_ROOTS:
-            introspection = True
-            continue
-        plan = builder.root(node, operation_type)
-        key = plan.key
-        if key in roots:  # the same response key twice: graphql merges them; so do we
-            previous = roots[key]
-            plan = replace(
-                plan,
-                refusal=plan.refusal or previous.refusal,
-                decisions=tuple(dict.fromkeys(previous.decisions + plan.decisions)),
-                request_decisions=tuple(
-                    dict.fromkeys(previous.request_decisions + plan.request_decisions)
-                ),
-            )
-        roots[key] = plan
-    return RequestPlan(
-        roots=roots,
-        fetch={registry: frozenset(paths) for registry, paths in builder.fetch.items()},
-        overlay=builder.overlay,
-        depth=builder.depth,
-        aliases=builder.aliases,
-        fields=builder.fields,
-        introspection=introspection,
-    )
 
 
 def directive_variables(document: DocumentNode) -> tuple[str, ...]:
