@@ -1,4 +1,4 @@
-"""The scale-out audit store: PostgreSQL through an asyncpg pool (DESIGN "Stores and scale").
+"""The scale-out audit store: PostgreSQL through an asyncpg pool (docs/design.md, Stores and scale).
 
 Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
 ``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).

@@ -1,4 +1,4 @@
-"""The embedded audit store: one SQLite file in WAL mode (DESIGN "Stores and scale").
+"""The embedded audit store: one SQLite file in WAL mode (docs/design.md, Stores and scale).
 
 Layout: see :mod:`gateway.audit.chain` (one ``audit_entry`` row per request, one
 ``audit_entry_subject`` row per data subject, content-addressed ``audit_decision_set`` rows).

@@ -1,12 +1,16 @@
 """Group commit: one writer task per store turns concurrent commits into one transaction.
 
-Every request awaits a durable commit before its response leaves (DESIGN "One request", step 9).
+Every request awaits a durable commit before its response leaves (docs/design.md, step 10).
 A transaction per request would make the database's fsync the gateway's throughput limit, so
 ``commit()`` only encodes its batch (in the caller's task) and queues it; a single writer task
 takes everything queued so far, writes it in one transaction and resolves each caller's future.
 While that transaction runs, new batches queue up and form the next group, so coalescing adds
 no waiting when the store is idle. A failed transaction fails every batch in it; the next group
 tries again from scratch.
+
+One class, :class:`GroupCommitStore`, read top to bottom: the queue, the writer task and the
+store operations both stores share through it (search, verify, the log, purges); kept as one
+module on purpose (~450 lines). The SQL lives with each store and in :mod:`gateway.audit.querying`.
 """
 
 from __future__ import annotations
