@@ -50,8 +50,6 @@ from gateway.audit.tree import (
     TREE_COLUMNS,
     TREE_TABLE,
     backfill,
-    purged_schema,
-    tree_schema,
 )
 
 
@@ -93,8 +91,7 @@ class PostgresAuditStore(PostgresLog):
                         f"audit table(s) {', '.join(missing)} missing but the chain head records "
                         f"seq {head} (damage or tampering); not recreating them"
                     )
-            schema = audit_schema("postgresql") + tree_schema("postgresql")
-            await conn.execute(schema + purged_schema("postgresql"))
+            await conn.execute(audit_schema("postgresql"))
             if await conn.fetchval("SELECT 1 FROM audit_chain_head WHERE id = 1") is None:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entry)"):
                     raise AuditUnavailable(

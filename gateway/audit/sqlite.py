@@ -59,8 +59,6 @@ from gateway.audit.tree import (
     INSERT_NODE_SQLITE,
     SELECT_PURGED,
     backfill,
-    purged_schema,
-    tree_schema,
 )
 
 
@@ -80,7 +78,7 @@ class SQLiteAuditStore(SQLiteLog):
             conn = self._wconn
             try:
                 await self._refuse_foreign_or_damaged(conn)
-                schema = audit_schema("sqlite") + tree_schema("sqlite") + purged_schema("sqlite")
+                schema = audit_schema("sqlite")
                 await conn.executescript(schema)
                 await conn.execute("BEGIN IMMEDIATE")
                 if await self._one(conn, HEAD) is None:

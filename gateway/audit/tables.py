@@ -9,7 +9,7 @@ and stores timestamps as ISO text; PostgreSQL uses ``bigint`` and ``timestamptz`
 from __future__ import annotations
 
 from gateway.audit.chain import PreparedBatch
-from gateway.audit.tree import Dialect
+from gateway.audit.tree import PURGED_TABLE, TREE_TABLE, Dialect
 
 #: The tables of the layout (all must exist once the chain has entries; see
 #: :mod:`gateway.audit.chain`).
@@ -71,12 +71,26 @@ _CHAIN_HEAD: tuple[_Column, ...] = (
     ("anchor_seq", "INTEGER", "bigint", "NOT NULL"),
     ("anchor_hash", "TEXT", "text", "NOT NULL"),
 )
+#: The Merkle tree's stored subtrees (gateway.audit.tree).
+_TREE_NODE: tuple[_Column, ...] = (
+    ("level", "INTEGER", "integer", "NOT NULL"),
+    ("idx", "INTEGER", "bigint", "NOT NULL"),
+    ("hash", "BLOB", "bytea", "NOT NULL"),
+)
+#: Entries a retention purge removed out of order: their chain hash and the purge's entry seq.
+_PURGED: tuple[_Column, ...] = (
+    ("seq", "INTEGER", "bigint", "NOT NULL"),
+    ("hash", "TEXT", "text", "NOT NULL"),
+    ("purge_seq", "INTEGER", "bigint", "NOT NULL"),
+)
 # (table, columns, primary key line, SQLite WITHOUT ROWID)
 _TABLES: tuple[tuple[str, tuple[_Column, ...], str, bool], ...] = (
     ("audit_entry", _ENTRY, "", False),
     ("audit_entry_subject", _SUBJECT, "PRIMARY KEY (entry_seq, position)", True),
     ("audit_decision_set", _DECISION_SET, "", True),
     ("audit_chain_head", _CHAIN_HEAD, "", False),
+    (TREE_TABLE, _TREE_NODE, "PRIMARY KEY (level, idx)", True),
+    (PURGED_TABLE, _PURGED, "PRIMARY KEY (seq)", True),
 )
 _INDEXES = """\
 CREATE INDEX IF NOT EXISTS audit_entry_officer ON audit_entry (officer, seq);

@@ -38,47 +38,11 @@ log = logging.getLogger("ketenpoort.audit")
 
 Dialect = Literal["sqlite", "postgresql"]
 
+#: The tree's stored subtrees; both tables are defined in :mod:`gateway.audit.tables`.
 TREE_TABLE = "audit_tree_node"
-#: The columns of :data:`TREE_TABLE`: (name, SQLite type, PostgreSQL type).
-_TREE_COLUMNS = (
-    ("level", "INTEGER", "integer"),
-    ("idx", "INTEGER", "bigint"),
-    ("hash", "BLOB", "bytea"),
-)
-
-
-def tree_schema(dialect: Dialect) -> str:
-    """``CREATE TABLE`` of the tree for one backend (the single definition of its layout)."""
-    pick = 1 if dialect == "sqlite" else 2
-    columns = ",\n    ".join(f"{c[0]} {c[pick]} NOT NULL" for c in _TREE_COLUMNS)
-    tail = " WITHOUT ROWID" if dialect == "sqlite" else ""
-    return (
-        f"CREATE TABLE IF NOT EXISTS {TREE_TABLE} (\n    {columns},\n"
-        f"    PRIMARY KEY (level, idx)\n){tail};\n"
-    )
-
-
-PURGED_TABLE = "audit_purged"
 #: Entries a retention purge removed out of order: their chain hash and the purge's entry seq
 #: (the purge entry's decision commits to the list, see :mod:`gateway.audit.logcheck`).
-_PURGED_COLUMNS = (
-    ("seq", "INTEGER", "bigint"),
-    ("hash", "TEXT", "text"),
-    ("purge_seq", "INTEGER", "bigint"),
-)
-
-
-def purged_schema(dialect: Dialect) -> str:
-    """``CREATE TABLE`` of :data:`PURGED_TABLE` for one backend (its single definition)."""
-    pick = 1 if dialect == "sqlite" else 2
-    columns = ",\n    ".join(f"{c[0]} {c[pick]} NOT NULL" for c in _PURGED_COLUMNS)
-    tail = " WITHOUT ROWID" if dialect == "sqlite" else ""
-    return (
-        f"CREATE TABLE IF NOT EXISTS {PURGED_TABLE} (\n    {columns},\n"
-        f"    PRIMARY KEY (seq)\n){tail};\n"
-    )
-
-
+PURGED_TABLE = "audit_purged"
 #: Every purged row (seq, hash, purge_seq), for verification.
 SELECT_PURGED = f"SELECT seq, hash, purge_seq FROM {PURGED_TABLE} ORDER BY seq"  # noqa: S608
 
