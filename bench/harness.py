@@ -177,15 +177,23 @@ def registries_setting(base: str) -> str:
     return f"bvv={base}/bvv,coa={base}/coa,ind={base}/ind"
 
 
+@dataclass(frozen=True, slots=True)
+class Mocks:
+    """The mock registries' process: its base URL and pid (for CPU accounting)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
-async def mocks_process(log: Path) -> AsyncIterator[str]:
-    """The mock registries in their own process, for the run's duration; yields their URL."""
+async def mocks_process(log: Path) -> AsyncIterator[Mocks]:
+    """The mock registries in their own process, for the run's duration."""
     port = free_port()
     process = start_mocks(port, log)
     try:
         if not await wait_http(f"http://127.0.0.1:{port}/health"):
             raise RuntimeError(f"the mock registries did not start; see {log}")
-        yield f"http://127.0.0.1:{port}"
+        yield Mocks(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)

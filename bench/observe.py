@@ -40,6 +40,48 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (all its threads; 0.0 once gone).
+
+    CPU time, unlike req/s or latency, does not depend on what else runs on the machine: the
+    soak divides its growth over a run by the requests answered (CPU-ms per request)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name (field 2) may hold spaces: count the fields after its ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+    return 0.0
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds per named process between :meth:`start` and :meth:`stop`."""
+
+    pids: Mapping[str, Sequence[int]]
+    _before: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> None:
+        after = self._now()
+        self.used = {name: after[name] - self._before.get(name, 0.0) for name in after}
+
+    def per_request_ms(self, requests: int) -> dict[str, float | None]:
+        """CPU-ms per request of each named process (``None`` without requests)."""
+        return {
+            name: round(sec * 1000 / requests, 2) if requests else None
+            for name, sec in self.used.items()
+        }
+
+
 def fds(pid: int) -> tuple[int, int]:
     """Open file descriptors and, among them, sockets."""
     total = sockets = 0

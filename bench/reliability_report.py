@@ -69,6 +69,11 @@ def write_soak(result: dict[str, Any], out: Path) -> None:
         codes = ", ".join(f"{k}: {v}" for k, v in s["by_code"].items())
         status = ", ".join(f"{k}: {v}" for k, v in s["by_status"].items())
         lines.append(f"- **{s['scenario']}** — status {status}; codes {codes}")
+        cpu = s.get("cpu_ms_per_request") or {}
+        if cpu:
+            per = ", ".join(f"{k} {v}" for k, v in cpu.items())
+            load = " / ".join(str(x) for x in s.get("load_average") or [])
+            lines.append(f"  - CPU-ms per request: {per} (load average at the end: {load})")
         failures = soak_failures(s)
         if failures:
             lines.append(f"  - not passed: {'; '.join(failures)}")

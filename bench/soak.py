@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
 import tempfile
 import time
@@ -52,9 +53,13 @@ async def soak_gateways(
     store_url: str,
     state: Path,
     plan: SoakPlan,
-    mocks: str,
+    mocks: harness.Mocks,
 ) -> dict[str, Any]:
-    """Run the mix against running gateways; count, verify, scan. One scenario's result."""
+    """Run the mix against running gateways; count, verify, scan. One scenario's result.
+
+    CPU seconds of the gateways, the mocks and this process (the load generator with its
+    sampling) are taken over the run and divided by the requests sent: a figure that, unlike
+    req/s, does not move with whatever else the machine is doing."""
     mix = build_mix(state, plan.max_requests)
     load = Load(
         [g.url + "/graphql" for g in gateways],
@@ -64,13 +69,22 @@ async def soak_gateways(
         plan.max_requests,
         concurrency=plan.concurrency,
     )
+    cpu = observe.CpuMeter(
+        {
+            "gateway": [g.pid for g in gateways],
+            "mocks": [mocks.pid],
+            "generator": [os.getpid()],
+        }
+    )
     started = time.monotonic()
     sampler = observe.Sampler([g.pid for g in gateways], load.outcomes, started)
     sampler.sample()
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
-    trimming = asyncio.create_task(harness.trim_mocks(mocks, stop))
+    trimming = asyncio.create_task(harness.trim_mocks(mocks.url, stop))
+    cpu.start()
     await load.run()
+    cpu.stop()
     elapsed = time.monotonic() - started
     stop.set()
     await sampling
@@ -91,6 +105,8 @@ async def soak_gateways(
         "target_rate": plan.rate,
         "duration_s": round(elapsed, 1),
         "achieved_rate": round(len(outcomes) / elapsed, 1) if elapsed else 0.0,
+        "cpu_ms_per_request": cpu.per_request_ms(len(outcomes)),
+        "load_average": _load_average(),
         "latency_ms": {
             "p50": _ms(observe.percentile(latencies, 0.50)),
             "p99": _ms(observe.percentile(latencies, 0.99)),
@@ -133,15 +149,20 @@ def passed(r: dict[str, Any]) -> bool:
     )
 
 
+def _load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages at the end of the run."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 2)
 
 
-async def sqlite_scenario(work: Path, plan: SoakPlan, mocks: str) -> dict[str, Any]:
+async def sqlite_scenario(work: Path, plan: SoakPlan, mocks: harness.Mocks) -> dict[str, Any]:
     """One ``ketenpoort serve`` with the SQLite store in its state directory."""
     state = work / "sqlite"
     store_url = f"sqlite:///{state / 'audit.db'}"
-    env = harness.gateway_env(state, registries=harness.registries_setting(mocks))
+    env = harness.gateway_env(state, registries=harness.registries_setting(mocks.url))
     gw = harness.Gateway(harness.free_port(), env, work / "sqlite.log")
     gw.start()
     try:
@@ -152,12 +173,12 @@ async def sqlite_scenario(work: Path, plan: SoakPlan, mocks: str) -> dict[str, A
         gw.stop()
 
 
-async def scaled_scenario(work: Path, plan: SoakPlan, mocks: str) -> dict[str, Any]:
+async def scaled_scenario(work: Path, plan: SoakPlan, mocks: harness.Mocks) -> dict[str, Any]:
     """Two processes on PostgreSQL (a fresh database) and Redis (make serve-scaled)."""
     from bench.cluster import Cluster
 
     async with Cluster.started(
-        work / "scaled", processes=2, registries=harness.registries_setting(mocks)
+        work / "scaled", processes=2, registries=harness.registries_setting(mocks.url)
     ) as cluster:
         return await soak_gateways(
             "scaled", cluster.gateways, cluster.audit_url, cluster.state, plan, mocks
