@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.federation.schema import FederationAny
 from strawberry.federation.schema_directives import Key
 from strawberry.types import ExecutionContext
@@ -127,7 +128,14 @@ class SubgraphSchema(strawberry.federation.Schema):
                 tuple(d.fields.split()) for d in definition.directives or () if isinstance(d, Key)
             )
             self.entity_keys[definition.name] = keys
-        super().__init__(query=query, types=list(entities))
+        # A gateway sends the same few documents over and over (one per field set): parse and
+        # validate each text once (strawberry keeps one LRU per maxsize across the per-request
+        # extension instances). Bounded, as the texts come from whoever calls the mock.
+        super().__init__(
+            query=query,
+            types=list(entities),
+            extensions=[lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
+        )
 
     def entities_resolver(
         self, info: strawberry.Info, representations: list[FederationAny]
