@@ -32,6 +32,7 @@ from gateway.pipeline.service import Gateway
 from gateway.policy.model import Policy
 from gateway.proportionality.quota import open_quota_store
 from resolvers import BvvClient, CoaClient, IndClient
+from resolvers.http11 import RegistryTransport
 
 
 @dataclass(slots=True)
@@ -102,9 +103,9 @@ async def start_gateway(
             f"all://{httpx.URL(endpoints.ind).host}": httpx.ASGITransport(app=mocks.ind.app),
         }
     http = httpx.AsyncClient(
+        transport=RegistryTransport(max_connections=64, max_idle=32),
         mounts=mounts,
         timeout=httpx.Timeout(settings.registry_timeout),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
     provider = build_tracer_provider(settings.traces_spec, exporter)
     tracer = provider.get_tracer("ketenpoort.registries")
