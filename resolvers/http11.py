@@ -23,7 +23,8 @@ Contract (what :class:`RegistryTransport` promises the registry clients):
 * an idle connection is reused only if it is younger than ``keepalive_expiry``, still open,
   and nothing arrived on it while idle; at most ``max_idle`` idle connections are kept;
 * a reused connection that the server closed before answering a single byte (it timed out
-  its keep-alive as we wrote) is retried once on a new connection: the request was not read;
+  its keep-alive as we wrote) is retried once on a new connection (``retry_unanswered``; the
+  registry calls are reads, so a request the server did read and dropped may go twice);
 * the whole response body is read before the response is returned (registry answers are
   read whole by their clients anyway), and the body is passed on undecoded, so httpx applies
   ``Content-Encoding`` as with its own transports;
@@ -167,6 +168,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
         max_idle: int = 32,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        retry_unanswered: bool = True,
     ) -> None:
         if max_connections < 1 or max_idle < 0 or keepalive_expiry < 0:
             raise ValueError("max_connections >= 1, max_idle >= 0 and keepalive_expiry >= 0")
@@ -174,6 +176,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
         self._max_idle = max_idle
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
+        self._retry = retry_unanswered
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._closed = False
@@ -196,7 +199,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.PoolTimeout("No registry connection became free in time.") from None
         try:
-            answer = await self._exchange(origin, head, body, timeouts, retry=True)
+            answer = await self._exchange(origin, head, body, timeouts, retry=self._retry)
         finally:
             self._slots.release()
         return httpx.Response(

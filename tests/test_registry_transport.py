@@ -238,6 +238,16 @@ async def test_reused_connection_hung_up_before_any_answer_is_retried_once_on_a_
     assert server.connections == 2
     assert len(server.requests) == 3  # the second call was sent twice, answered once
 
+    # Without retries (the soak's load generator) the call fails as it happened.
+    server = await serve(second_dropped)
+    once = RegistryTransport(retry_unanswered=False)
+    async with httpx.AsyncClient(transport=once, timeout=httpx.Timeout(2.0)) as http:
+        assert (await http.post(server.url, json={"i": 1})).json() == {"i": 1}
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(server.url, json={"i": 2})
+    assert server.connections == 1
+    assert len(server.requests) == 2
+
 
 async def test_server_that_reads_and_hangs_up_gives_a_transport_error_not_a_retry(
     serve: Callable[[Handler], Awaitable[Server]],
