@@ -43,8 +43,8 @@ def rss_kib(pid: int) -> int:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used so far (all its threads; 0.0 once gone).
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far (all its threads; None once gone).
 
     CPU time, unlike req/s or latency, does not depend on what else runs on the machine: the
     soak divides its growth over a run by the requests answered (CPU-ms per request)."""
@@ -53,33 +53,60 @@ def cpu_seconds(pid: int) -> float:
         # The command name (field 2) may hold spaces: count the fields after its ')'.
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
-    return 0.0
+    return None
 
 
 @dataclass
 class CpuMeter:
-    """CPU seconds per named process between :meth:`start` and :meth:`stop`."""
+    """CPU seconds per named group of processes between :meth:`start` and :meth:`stop`.
+
+    A process gone by the end is left out of its group; one that joined it after the start
+    (:meth:`stop`'s ``joined``, e.g. a connection opened during the run) counts whole."""
 
     pids: Mapping[str, Sequence[int]]
-    _before: dict[str, float] = field(default_factory=dict)
+    _before: dict[int, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
 
-    def _now(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
-
     def start(self) -> None:
-        self._before = self._now()
+        self._before = {
+            pid: sec
+            for pids in self.pids.values()
+            for pid in pids
+            if (sec := cpu_seconds(pid)) is not None
+        }
 
-    def stop(self) -> None:
-        after = self._now()
-        self.used = {name: after[name] - self._before.get(name, 0.0) for name in after}
+    def stop(self, joined: Mapping[str, Sequence[int]] | None = None) -> None:
+        self.used = {}
+        for name, pids in self.pids.items():
+            total = 0.0
+            for pid in {*pids, *(joined or {}).get(name, ())}:
+                after, before = cpu_seconds(pid), self._before.get(pid, 0.0)
+                if after is not None and before is not None:
+                    total += after - before
+            self.used[name] = total
 
     def per_request_ms(self, requests: int) -> dict[str, float | None]:
-        """CPU-ms per request of each named process (``None`` without requests)."""
+        """CPU-ms per request of each named group (``None`` without requests)."""
         return {
             name: round(sec * 1000 / requests, 2) if requests else None
             for name, sec in self.used.items()
         }
+
+
+async def postgres_backends(store_url: str) -> list[int]:
+    """Pids of the PostgreSQL server processes serving ``store_url``'s database (local server:
+    their CPU counts on this machine's cores too)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(store_url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(r[0]) for r in rows]
 
 
 def fds(pid: int) -> tuple[int, int]:

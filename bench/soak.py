@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness, observe
-from bench.traffic import Load
+from bench.traffic import Load, Outcome
 from bench.traffic_mix import build_mix
 
 RESULTS = harness.ROOT / "bench" / "results"
@@ -57,9 +57,10 @@ async def soak_gateways(
 ) -> dict[str, Any]:
     """Run the mix against running gateways; count, verify, scan. One scenario's result.
 
-    CPU seconds of the gateways, the mocks and this process (the load generator with its
-    sampling) are taken over the run and divided by the requests sent: a figure that, unlike
-    req/s, does not move with whatever else the machine is doing."""
+    CPU seconds of the gateways, the mocks, this process (the load generator with its
+    sampling) and, on PostgreSQL, the server processes serving the gateways' connections are
+    taken over the run and divided by the requests sent: a figure that, unlike req/s, does not
+    move with whatever else the machine is doing."""
     mix = build_mix(state, plan.max_requests)
     load = Load(
         [g.url + "/graphql" for g in gateways],
@@ -69,13 +70,14 @@ async def soak_gateways(
         plan.max_requests,
         concurrency=plan.concurrency,
     )
-    cpu = observe.CpuMeter(
-        {
-            "gateway": [g.pid for g in gateways],
-            "mocks": [mocks.pid],
-            "generator": [os.getpid()],
-        }
-    )
+    processes = {
+        "gateway": [g.pid for g in gateways],
+        "mocks": [mocks.pid],
+        "generator": [os.getpid()],
+    }
+    if store_url.startswith("postgresql"):
+        processes["postgres"] = await observe.postgres_backends(store_url)
+    cpu = observe.CpuMeter(processes)
     started = time.monotonic()
     sampler = observe.Sampler([g.pid for g in gateways], load.outcomes, started)
     sampler.sample()
@@ -84,7 +86,10 @@ async def soak_gateways(
     trimming = asyncio.create_task(harness.trim_mocks(mocks.url, stop))
     cpu.start()
     await load.run()
-    cpu.stop()
+    joined = {}
+    if "postgres" in processes:
+        joined["postgres"] = await observe.postgres_backends(store_url)
+    cpu.stop(joined)
     elapsed = time.monotonic() - started
     stop.set()
     await sampling
@@ -112,6 +117,7 @@ async def soak_gateways(
             "p99": _ms(observe.percentile(latencies, 0.99)),
             "max": _ms(max(latencies) if latencies else None),
         },
+        "latency_ms_by_kind": _by_kind(outcomes),
         **counts,
         "trail_entries": len(trail),
         "trail_records": sum(trail.values()),
@@ -147,6 +153,21 @@ def passed(r: dict[str, Any]) -> bool:
         and not r["server_log_errors"]
         and (growth is None or growth < 10.0)
     )
+
+
+def _by_kind(outcomes: list[Outcome]) -> dict[str, dict[str, float | None]]:
+    """p50 and p99 latency of each kind of request (lookup, multi, refused, search)."""
+    kinds: dict[str, list[float]] = {}
+    for o in outcomes:
+        if o.status:
+            kinds.setdefault(o.kind, []).append(o.latency)
+    return {
+        kind: {
+            "p50": _ms(observe.percentile(values, 0.50)),
+            "p99": _ms(observe.percentile(values, 0.99)),
+        }
+        for kind, values in sorted(kinds.items())
+    }
 
 
 def _load_average() -> list[float]:
