@@ -333,10 +333,9 @@ async def test_a_search_answer_naming_out_of_scope_persons_is_refused() -> None:
     def registry(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"personen": [], "buitenVoorwaarde": ["0123456789"]})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(registry)) as http:
-        client = BvvClient(http, "http://bvv.test", timeout=5.0)
-        with pytest.raises(GatewayError) as caught:
-            await client.search("Jansen", "1990-01-01", ("vnummer",), 5, {"signaal": "OVERLAST"})
+    client = BvvClient(httpx.MockTransport(registry), "http://bvv.test", timeout=5.0)
+    with pytest.raises(GatewayError) as caught:
+        await client.search("Jansen", "1990-01-01", ("vnummer",), 5, {"signaal": "OVERLAST"})
     assert caught.value.code.value == "REGISTRY_UNAVAILABLE"
 
 

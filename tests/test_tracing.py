@@ -209,7 +209,7 @@ async def test_no_raw_vnummer_in_exported_spans_or_logs(
     logged = caplog.text + "".join(
         f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records
     )
-    assert "HTTP Request: POST" in logged, "httpx's request log was captured"
+    assert "registry BVV: POST /personen" in logged, "the registry calls' log was captured"
     assert "audit transaction" in logged, "the failing audit store was logged"
     vnummers = set(used) | set(many)
     assert not sorted(v for v in vnummers if v in exported), "raw V-nummer in exported spans"

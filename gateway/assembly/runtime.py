@@ -37,7 +37,8 @@ from resolvers.http11 import RegistryTransport
 
 @dataclass(slots=True)
 class Running:
-    """A started gateway, its HTTP client, and the embedded mocks (None with external ones)."""
+    """A started gateway, an HTTP client over its registries' transports (the readiness
+    probes), and the embedded mocks (None with external ones)."""
 
     gateway: Gateway
     http: httpx.AsyncClient
@@ -90,29 +91,33 @@ async def start_gateway(
 ) -> Running:
     """Build and open every component. Raises with a clear message when one cannot start."""
     policy = load_gateway_policy(settings)
-    mounts: dict[str, httpx.AsyncBaseTransport] = {}
     endpoints = settings.registries
+    transports: dict[str, httpx.AsyncBaseTransport]
     if endpoints.embedded:
         if mocks is None:
             from mocks import create_registries
 
             mocks = create_registries(seed=settings.mock_seed, size=settings.mock_size)
-        mounts = {
-            f"all://{httpx.URL(endpoints.bvv).host}": httpx.ASGITransport(app=mocks.bvv.app),
-            f"all://{httpx.URL(endpoints.coa).host}": httpx.ASGITransport(app=mocks.coa.app),
-            f"all://{httpx.URL(endpoints.ind).host}": httpx.ASGITransport(app=mocks.ind.app),
+        transports = {
+            "bvv": httpx.ASGITransport(app=mocks.bvv.app),
+            "coa": httpx.ASGITransport(app=mocks.coa.app),
+            "ind": httpx.ASGITransport(app=mocks.ind.app),
         }
-    http = httpx.AsyncClient(
-        transport=RegistryTransport(max_connections=64, max_idle=32),
-        mounts=mounts,
-        timeout=httpx.Timeout(settings.registry_timeout),
-    )
+        urls = {"bvv": endpoints.bvv, "coa": endpoints.coa, "ind": endpoints.ind}
+        http = httpx.AsyncClient(
+            mounts={f"all://{httpx.URL(urls[r]).host}": t for r, t in transports.items()}
+        )
+    else:
+        shared = RegistryTransport(max_connections=64, max_idle=32)
+        transports = dict.fromkeys(("bvv", "coa", "ind"), shared)
+        http = httpx.AsyncClient(transport=shared)
     provider = build_tracer_provider(settings.traces_spec, exporter)
     tracer = provider.get_tracer("ketenpoort.registries")
+    timeout = settings.registry_timeout
     registries = Registries(
-        bvv=BvvClient(http, endpoints.bvv, timeout=settings.registry_timeout, tracer=tracer),
-        coa=CoaClient(http, endpoints.coa, timeout=settings.registry_timeout, tracer=tracer),
-        ind=IndClient(http, endpoints.ind, timeout=settings.registry_timeout, tracer=tracer),
+        bvv=BvvClient(transports["bvv"], endpoints.bvv, timeout=timeout, tracer=tracer),
+        coa=CoaClient(transports["coa"], endpoints.coa, timeout=timeout, tracer=tracer),
+        ind=IndClient(transports["ind"], endpoints.ind, timeout=timeout, tracer=tracer),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = audit_store or open_store(settings.audit_store_url)
@@ -150,7 +155,7 @@ async def start_gateway(
     )
 
     async def close() -> None:
-        await http.aclose()
+        await http.aclose()  # and with it the registries' transports
         # Requests are done: the last checkpoint covers every entry they committed.
         store.on_append = None
         await checkpointer.close()
