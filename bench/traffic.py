@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from bench.traffic_mix import (
     REFUSED_FIELD,
@@ -20,6 +21,9 @@ from bench.traffic_mix import (
     Principal,
 )
 from resolvers.http11 import RegistryTransport
+
+#: What httpx's client sent besides the mix's own headers.
+CLIENT_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": "soak"}
 
 
 @dataclass(slots=True)
@@ -100,20 +104,21 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> list[Outcome]:
-        # The gateway's own registry transport: httpx's default pool costs the generator more
-        # CPU per request than the rest of its work (see resolvers/http11.py), CPU the gateway
-        # on the same two cores then lacks. No retries: every request is sent once and its fate
-        # counted as it was.
+        # The gateway's own registry transport, called directly: httpx's default pool and its
+        # client's per-request work cost the generator more CPU than the rest of what it does
+        # (see resolvers/http11.py and resolvers/base.py), CPU the gateway on the same two
+        # cores then lacks. No retries: every request is sent once and counted as it fared.
         transport = RegistryTransport(
             max_connections=self.concurrency,
             max_idle=self.concurrency,
             keepalive_expiry=1.0,
             retry_unanswered=False,
         )
+        urls = [httpx.URL(u) for u in self.urls]
         start = time.monotonic()
         self.started = start
         counter = iter(range(self.max_requests))
-        async with httpx.AsyncClient(transport=transport, timeout=self.timeout) as client:
+        async with transport:
 
             async def worker() -> None:
                 for i in counter:
@@ -125,30 +130,43 @@ class Load:
                         await asyncio.sleep(due - now)
                     if time.monotonic() - start >= self.duration or self.stop.is_set():
                         return
-                    await self._one(client, self.urls[i % len(self.urls)], start)
+                    await self._one(transport, urls[i % len(urls)], start)
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         return self.outcomes
 
-    async def _one(self, client: httpx.AsyncClient, url: str, start: float) -> None:
+    async def _one(self, transport: httpx.AsyncBaseTransport, url: httpx.URL, start: float) -> None:
         p, headers, body, n = self.mix.next()
         trace_id = headers["traceparent"][3:35]
+        request = httpx.Request(
+            "POST",
+            url,
+            content=orjson.dumps(body),
+            headers={**CLIENT_HEADERS, **headers},
+            extensions={
+                "timeout": dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
+            },
+        )
         t0 = time.monotonic()
         try:
-            r = await client.post(url, json=body, headers=headers)
+            response = await transport.handle_async_request(request)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
             latency = time.monotonic() - t0
             try:
-                payload: Any = r.json()
-            except ValueError:
+                payload: Any = orjson.loads(content)
+            except orjson.JSONDecodeError:
                 payload = None
-            codes, has, leaks = judge(p, r.status_code, payload)
+            codes, has, leaks = judge(p, response.status_code, payload)
             out = Outcome(
                 t0 - start,
                 latency,
                 p.kind,
                 p.label,
                 trace_id,
-                r.status_code,
+                response.status_code,
                 codes,
                 has,
                 leaks,
