@@ -48,7 +48,7 @@ async def login(request: Request) -> Response:
         raise Denied(403, "Het aanmeldformulier is verlopen of komt niet van deze console.")
     token = form.get("token", "").strip()
     try:
-        principal = console.authenticator.authenticate(f"Bearer {token}")
+        principal = await console.authenticator.authenticate(f"Bearer {token}")
     except GatewayError:
         raise Denied(401, "Het token is ongeldig of verlopen.") from None
     viewer = admit(console.policy, principal)

@@ -140,7 +140,7 @@ class Console:
         authorization = request.headers.get("authorization")
         if authorization:
             try:
-                principal = self.authenticator.authenticate(authorization)
+                principal = await self.authenticator.authenticate(authorization)
             except GatewayError:
                 raise Denied(401, "Het token is ongeldig of verlopen.") from None
         else:

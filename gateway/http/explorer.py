@@ -234,7 +234,7 @@ def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[
         if not isinstance(value, str) or not value.strip():
             return _refusal(Code.BAD_USER_INPUT, 'Send {"token": "..."} as JSON.')
         try:
-            principal = gateway().authenticator.authenticate(f"Bearer {value.strip()}")
+            principal = await gateway().authenticator.authenticate(f"Bearer {value.strip()}")
         except GatewayError as exc:
             return _refusal(exc.code, exc.message, 401)
         return _ok(
