@@ -307,11 +307,28 @@ def witness(
     name: Annotated[
         str, typer.Option("--name", help="Key name of a new witness key.")
     ] = "witness.ketenpoort.local",
+    check_entries: Annotated[
+        bool,
+        typer.Option(
+            "--check-entries",
+            help="Also check the stored entries up to the checkpoint, over HTTP, like "
+            "`audit verify --checkpoint` (needs a trail reader's token).",
+        ),
+    ] = False,
+    token_env: Annotated[
+        str | None,
+        typer.Option("--token-env", help="Environment variable holding the bearer token."),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding the bearer token.")
+    ] = None,
 ) -> None:
-    """Cosign the log's latest checkpoint if it extends the last one cosigned; else exit 1."""
-    from gateway.cli.audit_log import witness_command
+    """Cosign the log's latest checkpoint if it extends the last one cosigned (and, with
+    --check-entries, its entries match); else exit 1."""
+    from gateway.cli.audit_log import witness_command, witness_token
 
-    witness_command(log, key, state, log_key, name)
+    token = witness_token(check_entries, token_env, token_file)
+    witness_command(log, key, state, log_key, name, token)
 
 
 def main() -> None:

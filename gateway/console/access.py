@@ -1,7 +1,8 @@
-"""What only the console's sessions need of a token: when it expires.
+"""The console's side of access: how long a session a token may start.
 
-Who may use the console (the policy's VERANTWOORDING grant, checked on every page) is decided
-by :mod:`gateway.admission.accountability`, shared with the gateway's admin endpoints.
+Who may use the console at all is decided by the one check of every reader of the trail,
+:func:`gateway.admission.trail_reader.admit` (the policy's VERANTWOORDING grant), repeated on
+every page.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.admission.accountability import Viewer
+from gateway.admission.trail_reader import Viewer
 from gateway.audit.anomalies import find_anomalies
 from gateway.audit.checkpoints import load_verifier, signed_checkpoints
 from gateway.audit.logcheck import LogCheck

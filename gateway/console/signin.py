@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.admission.accountability import admit
+from gateway.admission.trail_reader import admit
 from gateway.console.access import token_expiry
 from gateway.console.sessions import LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, csrf_ok
 from gateway.console.web import Console, Denied, console_of, read_form, record_view

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.admission.accountability import Viewer, admit, refused_context
 from gateway.admission.tokens import Authenticator, Principal
+from gateway.admission.trail_reader import Viewer, admit, refused_context
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.model import Decision
 from gateway.audit.reading import record_reading

@@ -14,7 +14,7 @@ process's memory cache, or from the Redis cache every process shares — with::
 
 Who may: the principals the policy grants ``VERANTWOORDING`` (default NVIK ``beveiliging`` and
 ``fg``), admitted exactly as the accountability console admits them
-(:func:`gateway.admission.accountability.admit`): the roles that answer for the processing and
+(:func:`gateway.admission.trail_reader.admit`): the roles that answer for the processing and
 already read the trail are the ones who act on the gateway's copies of the data. No
 ``X-Doelbinding`` header is needed; the purge is recorded under VERANTWOORDING.
 
@@ -22,7 +22,8 @@ Recorded first: the purge is committed to the trail (coordinate ``Cache.purge``,
 data subject, reason the granting rule) through the same path as every use of the trail
 (:func:`gateway.audit.reading.record_reading`) *before* anything is removed or answered; when the
 trail cannot take it, nothing is purged (503 ``AUDIT_UNAVAILABLE``). A token the policy turns
-away is recorded as a refused attempt (``PURPOSE_NOT_GRANTED``), then answered 403.
+away is recorded as a refused attempt (``PURPOSE_NOT_GRANTED``), then answered 403 — the same
+gate as the log's content pages (:func:`gateway.http.log_pages.admitted_reader`).
 
 Errors carry a stable ``extensions.code``: ``UNAUTHENTICATED`` (401), ``PURPOSE_NOT_GRANTED``
 (403), ``BAD_USER_INPUT`` (400: not a JSON object, no 10-digit ``vnummer``),
@@ -41,13 +42,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admission.accountability import admit, refused_context
-from gateway.audit.model import Decision
 from gateway.audit.reading import CACHE_PURGE, record_reading
 from gateway.audit.store import AuditUnavailable
-from gateway.errors import Code, GatewayError
+from gateway.errors import Code
 from gateway.execution.cache import CacheUnavailable
 from gateway.http.json_body import BodyRefused, read_json_object
+from gateway.http.log_pages import PageSource, admitted_reader
+from gateway.http.log_routes import error_response
 from gateway.identifiers import is_vnummer
 from gateway.pipeline.service import Gateway
 
@@ -63,11 +64,7 @@ Source = Callable[[], Gateway | None]
 
 
 def _error(code: Code, message: str, status: int, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code.value}}]},
-        status,
-        headers={**_NO_STORE, **headers},
-    )
+    return error_response(code, message, status, {**_NO_STORE, **headers})
 
 
 def admin_routes(source: Source) -> list[Route]:
@@ -79,31 +76,15 @@ def admin_routes(source: Source) -> list[Route]:
         gateway = source()
         if gateway is None:
             return _error(Code.AUDIT_UNAVAILABLE, "The gateway is starting.", 503)
-        try:
-            principal = await gateway.authenticator.authenticate(
-                request.headers.get("authorization")
-            )
-        except GatewayError as exc:
-            return _error(exc.code, exc.message, 401, **{"www-authenticate": "Bearer"})
-        viewer = admit(gateway.policy, principal)
-        if viewer is None:
-            # Best effort, as the console: the attempt is 403 whether or not the trail takes it.
-            try:
-                await record_reading(
-                    gateway.audit_store,
-                    refused_context(gateway.policy, principal),
-                    coordinate=CACHE_PURGE,
-                    reason=Code.PURPOSE_NOT_GRANTED.value,
-                    path=CACHE_PURGE_PATH,
-                    decision=Decision.REFUSED,
-                )
-            except AuditUnavailable:
-                log.warning("a refused cache purge could not be recorded")
-            return _error(
-                Code.PURPOSE_NOT_GRANTED,
-                "The policy does not grant VERANTWOORDING to this organisation and roles.",
-                403,
-            )
+        viewer = await admitted_reader(
+            PageSource(gateway.audit_store, gateway.authenticator, gateway.policy),
+            request,
+            coordinate=CACHE_PURGE,
+            refused="Only a reader of the trail (the VERANTWOORDING purpose) may purge the cache.",
+            unavailable="The audit trail cannot record this attempt now.",
+        )
+        if isinstance(viewer, Response):
+            return viewer
         try:
             payload = await read_json_object(request, MAX_ADMIN_BODY)
         except BodyRefused as exc:

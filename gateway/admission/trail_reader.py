@@ -1,12 +1,13 @@
-"""Who may use the trail and act on it: the policy's VERANTWOORDING grant.
+"""Who may read the accountability trail's content: the policy's VERANTWOORDING grant, now.
 
-The accountability console (every page) and the gateway's admin endpoints (the cache purge,
-:mod:`gateway.http.admin_routes`) admit the same way. A viewer is an authenticated
-:class:`~gateway.admission.tokens.Principal` the gateway's own admission admits for
+The one check for every way into the trail's content outside GraphQL: the accountability
+console's pages (:mod:`gateway.console`) and the audit log's entry pages a witness reads
+(:mod:`gateway.http.log_pages`). A reader is an authenticated
+:class:`~gateway.admission.tokens.Principal` that the gateway's own admission (the same
+:class:`~gateway.admission.purpose.Admission` that admits ``auditZoeken``) admits for
 ``X-Doelbinding: VERANTWOORDING``: its organisation matches its OIN in the policy, its token
 claims the purpose, the policy grants it to its roles, the purpose is active. The check is pure
-and cheap, so every request repeats it instead of trusting a session. Which roles these are is
-the policy's to say (default: NVIK ``beveiliging`` and ``fg``), never the code's.
+and cheap, so every request repeats it instead of trusting a session.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ CONSOLE_REASON = "AUDIT_CONSOLE"
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """An admitted user of the trail (console, admin endpoint) and what their uses of the trail
-    and actions are recorded with."""
+    """An admitted reader of the trail and what their uses of it are recorded with."""
 
     principal: Principal
     legal_basis: str
@@ -42,7 +42,7 @@ class Viewer:
         return self.principal.subject
 
     def context(self) -> AccessContext:
-        """The request context of one use of the trail by this viewer (a trace of its own)."""
+        """The request context of one use of the trail by this reader (a trace of its own)."""
         return _context(
             self.principal, self.legal_basis, self.processing_activity, self.policy_version
         )
@@ -54,31 +54,27 @@ def refused_context(policy: Policy, principal: Principal) -> AccessContext:
 
 
 def _context(
-    principal: Principal,
-    legal_basis: str | None,
-    processing_activity: str | None,
-    policy_version: str,
+    p: Principal, legal_basis: str | None, activity: str | None, policy_version: str
 ) -> AccessContext:
-    """A use of the trail by ``principal`` under VERANTWOORDING, in a trace of its own."""
     return AccessContext(
         trace_id=secrets.token_hex(16),
         span_id=secrets.token_hex(8),
         parent_span_id=None,
         start_time=dt.datetime.now(dt.UTC),
-        organisation_oin=principal.oin,
-        organisation=principal.organisation,
-        officer=principal.subject,
-        authenticated_as=principal.subject,
-        roles=principal.roles,
+        organisation_oin=p.oin,
+        organisation=p.organisation,
+        officer=p.subject,
+        authenticated_as=p.subject,
+        roles=p.roles,
         purpose=READING_PURPOSE,
         legal_basis=legal_basis,
-        processing_activity=processing_activity,
+        processing_activity=activity,
         policy_version=policy_version,
     )
 
 
 def admit(policy: Policy, principal: Principal) -> Viewer | None:
-    """The viewer, when the policy grants this principal VERANTWOORDING now; else ``None``.
+    """The reader, when the policy grants this principal VERANTWOORDING now; else ``None``.
 
     The gateway's own admission decides (:class:`~gateway.admission.purpose.Admission`), for the
     purpose's first registered processing activity.
