@@ -218,6 +218,28 @@ async def restore(b: Backend, saved: dict[str, list[tuple[Any, ...]]]) -> None:
             await b.sql(f"INSERT INTO {table} VALUES ({marks})", *row)  # noqa: S608
 
 
+async def restore_older_backup(b: Backend) -> None:
+    """The backup taken at size 5 restored (rebuilt here from the rows of the first 5
+    entries); the restored trail goes on, to the same size 12, with other entries."""
+    saved = await snapshot(b)
+    keep = {
+        "audit_entry": lambda r: r[0] <= 5,
+        "audit_entry_subject": lambda r: r[0] <= 5,
+        "audit_tree_node": lambda r: (r[1] + 1) * 2 ** r[0] <= 5,
+    }
+    old = {t: [r for r in rows if keep.get(t, lambda _r: True)(r)] for t, rows in saved.items()}
+    five = next(e for e in await entries(b) if e.seq == 5)
+    await restore(b, old)
+    await b.sql("UPDATE audit_chain_head SET seq = 5, hash = {}", five.hash)
+    store = open_store(b.url)
+    await store.open()
+    try:
+        for _ in range(7):
+            await store.commit(batch())
+    finally:
+        await store.close()
+
+
 Tamper = Callable[[Backend], Awaitable[None]]
 # name → (tamper, what `verify --checkpoint` must name without a cover-up)
 TAMPERS: dict[str, tuple[Tamper, str]] = {
@@ -283,25 +305,11 @@ async def test_covered_up_tampering_is_refused_by_the_witness_and_named_by_verif
     assert "inconsistent" in result.output, result.output
 
 
-async def test_restoring_an_older_backup_is_caught_by_verify_and_the_witness(
-    log: Log, tmp_path: Path
-) -> None:
-    # The backup taken at size 5 (rebuilt here from the rows of the first 5 entries).
-    saved = await snapshot(log.backend)
-    keep = {
-        "audit_entry": lambda r: r[0] <= 5,
-        "audit_entry_subject": lambda r: r[0] <= 5,
-        "audit_tree_node": lambda r: (r[1] + 1) * 2 ** r[0] <= 5,
-    }
-    old = {t: [r for r in rows if keep.get(t, lambda _r: True)(r)] for t, rows in saved.items()}
-    five = next(e for e in await entries(log.backend) if e.seq == 5)
-    await restore(log.backend, old)
-    await log.backend.sql("UPDATE audit_chain_head SET seq = 5, hash = {}", five.hash)
+async def test_restoring_an_older_backup_is_caught_by_verify_and_the_witness(log: Log) -> None:
+    await restore_older_backup(log.backend)
     await log.store.close()
     log.store = open_store(log.backend.url)
     await log.store.open()
-    for _ in range(7):  # the restored trail goes on, to the same size, with other entries
-        await log.store.commit(batch())
     result = await verify_cli(log)
     assert result.exit_code == 1, result.output
     assert "inconsistent at size 12" in result.output, result.output
