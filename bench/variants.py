@@ -379,7 +379,7 @@ async def start_ketenpoort(settings: Settings, mocks: Any) -> KetenpoortRunner:
     gateway.tracer_provider.add_span_processor(counter)
     oin = gateway.policy.organisations[ORGANISATION].oin
     token = dev_token(settings, oin)
-    principal = gateway.authenticator.authenticate(f"Bearer {token}")
+    principal = await gateway.authenticator.authenticate(f"Bearer {token}")
     activity_id = gateway.policy.purposes[PURPOSE].processing_activities[0]
     grant, activity, officer = gateway.admit(
         principal, {"x-doelbinding": PURPOSE, "x-verwerking": activity_id}

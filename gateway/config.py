@@ -93,6 +93,7 @@ class Settings:
     issuer: str = "https://ketenpoort.example/dev"
     audience: str = "ketenpoort"
     jwks: str | None = None  # path or URL of a JWKS (production)
+    jwks_timeout: float = 2.0  # seconds one fetch of a JWKS URL may take (then UNAUTHENTICATED)
     # The audit log's signed checkpoints (docs/audit-log.md).
     log_origin: str = "ketenpoort.local/audit"  # the checkpoint origin = the key's name
     checkpoints: str = ""  # "" = file:<state_dir>/checkpoints.txt; "none" = no file
@@ -144,6 +145,10 @@ class Settings:
                 issuer=env.get("KETENPOORT_ISSUER", base.issuer),
                 audience=env.get("KETENPOORT_AUDIENCE", base.audience),
                 jwks=env.get("KETENPOORT_JWKS") or None,
+                jwks_timeout=_positive(
+                    "KETENPOORT_JWKS_TIMEOUT",
+                    float(env.get("KETENPOORT_JWKS_TIMEOUT", base.jwks_timeout)),
+                ),
                 log_origin=env.get("KETENPOORT_LOG_ORIGIN", base.log_origin),
                 checkpoints=env.get("KETENPOORT_CHECKPOINTS", base.checkpoints),
                 checkpoint_interval=_positive(

@@ -221,8 +221,9 @@ async def restore(b: Backend, saved: dict[str, list[tuple[Any, ...]]]) -> None:
             await b.sql(f"INSERT INTO {table} VALUES ({marks})", *row)  # noqa: S608
 
 
-async def restore_backup_of_size_5(b: Backend) -> None:
-    """The backup taken at size 5 (rebuilt here from the rows of the first 5 entries)."""
+async def restore_older_backup(b: Backend) -> None:
+    """The backup taken at size 5 restored (rebuilt here from the rows of the first 5
+    entries); the restored trail goes on, to the same size 12, with other entries."""
     saved = await snapshot(b)
     keep = {
         "audit_entry": lambda r: r[0] <= 5,
@@ -233,6 +234,13 @@ async def restore_backup_of_size_5(b: Backend) -> None:
     five = next(e for e in await entries(b) if e.seq == 5)
     await restore(b, old)
     await b.sql("UPDATE audit_chain_head SET seq = 5, hash = {}", five.hash)
+    store = open_store(b.url)
+    await store.open()
+    try:
+        for _ in range(7):
+            await store.commit(batch())
+    finally:
+        await store.close()
 
 
 Tamper = Callable[[Backend], Awaitable[None]]
@@ -300,15 +308,11 @@ async def test_covered_up_tampering_is_refused_by_the_witness_and_named_by_verif
     assert "inconsistent" in result.output, result.output
 
 
-async def test_restoring_an_older_backup_is_caught_by_verify_and_the_witness(
-    log: Log, tmp_path: Path
-) -> None:
-    await restore_backup_of_size_5(log.backend)
+async def test_restoring_an_older_backup_is_caught_by_verify_and_the_witness(log: Log) -> None:
+    await restore_older_backup(log.backend)
     await log.store.close()
     log.store = open_store(log.backend.url)
     await log.store.open()
-    for _ in range(7):  # the restored trail goes on, to the same size, with other entries
-        await log.store.commit(batch())
     result = await verify_cli(log)
     assert result.exit_code == 1, result.output
     assert "inconsistent at size 12" in result.output, result.output
@@ -396,14 +400,7 @@ async def test_a_head_at_the_same_size_with_another_history_is_not_extended_from
 ) -> None:
     # A backup of size 5 is restored under the running gateway and another process grows it
     # back to 12 entries: the same size as this writer's frontier, another tree.
-    await restore_backup_of_size_5(log.backend)
-    other = open_store(log.backend.url)
-    await other.open()
-    try:
-        for _ in range(7):
-            await other.commit(batch())
-    finally:
-        await other.close()
+    await restore_older_backup(log.backend)
     for _ in range(4):  # leaves 12..15 complete subtrees over leaves 8..11 and 0..7
         await log.store.commit(batch())
     await stored_tree_is_the_entries_tree(log.backend)

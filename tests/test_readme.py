@@ -1,6 +1,7 @@
 """The README says what is true: its purposes table is the policy's, its settings table names
-every setting, its error table every code, and its first query and audit commands, run in order
-as written on a fresh state folder against ``ketenpoort serve``, work (without ``$USER``)."""
+every setting, its error table every code, and its first query and audit commands and its cache
+purge, run in order as written on a fresh state folder against ``ketenpoort serve``, work (without
+``$USER``)."""
 
 from __future__ import annotations
 
@@ -67,10 +68,9 @@ def shell_blocks(title: str) -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section(title), flags=re.S)
 
 
-@pytest.mark.timeout(180)
-def test_the_first_query_and_the_audit_commands_work_as_written(tmp_path: Path) -> None:
-    blocks = shell_blocks("## A first query")
-    assert len(blocks) == 2, "expected the query block and the audit block"
+def run_against_serve(tmp_path: Path, script: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Run README commands with bash against ``ketenpoort serve`` on a fresh state folder, without
+    ``$USER`` and without any ``KETENPOORT_*`` of the caller's: (its base URL, the run)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -79,9 +79,8 @@ def test_the_first_query_and_the_audit_commands_work_as_written(tmp_path: Path) 
     env |= {"KETENPOORT_STATE": str(tmp_path / "state"), "KETENPOORT_TRACES": "none"}
     with ketenpoort_serve(env) as base:
         # The one change: the port this test's server listens on instead of 8000.
-        script = "\n".join(blocks).replace("http://127.0.0.1:8000", base)
         done = subprocess.run(  # noqa: S603 - the README's own commands
-            ["/bin/bash", "-euo", "pipefail", "-c", script],
+            ["/bin/bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8000", base)],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -89,6 +88,14 @@ def test_the_first_query_and_the_audit_commands_work_as_written(tmp_path: Path) 
             timeout=120,
             check=False,
         )
+    return base, done
+
+
+@pytest.mark.timeout(180)
+def test_the_first_query_and_the_audit_commands_work_as_written(tmp_path: Path) -> None:
+    blocks = shell_blocks("## A first query")
+    assert len(blocks) == 2, "expected the query block and the audit block"
+    _, done = run_against_serve(tmp_path, "\n".join(blocks))
     assert done.returncode == 0, done.stderr[-3000:]
     # curl's answer has no newline of its own: the audit output follows it directly.
     answer, end = json.JSONDecoder().raw_decode(done.stdout)
@@ -102,3 +109,23 @@ def test_the_first_query_and_the_audit_commands_work_as_written(tmp_path: Path) 
     assert "vreemdeling.religie" in audit_output
     assert "- Officer: fg-001" in audit_output
     assert re.search(r"^OK: \d+ entries", audit_output, flags=re.M), audit_output
+
+
+@pytest.mark.timeout(180)
+def test_the_cache_purge_works_as_written(tmp_path: Path) -> None:
+    """The purge block, after the first query cached a person, against ``ketenpoort serve``:
+    the person's answers go from the running gateway's memory cache, and the trail says so."""
+    query_block = shell_blocks("## A first query")[0]
+    blocks = shell_blocks("### Purging a person's cached data")
+    assert len(blocks) == 1, "expected the purge block"
+    check = '\necho\n.venv/bin/ketenpoort audit search --vnummer "$V" --as fg-001\n'
+    base, done = run_against_serve(tmp_path, query_block + "\necho\n" + blocks[0] + check)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(
+        rf"^{re.escape(base)}: removed [1-9]\d* cached answer\(s\) about this person "
+        r"\(memory cache; recorded, trace [0-9a-f]{32}\)$",
+        done.stdout,
+        flags=re.M,
+    ), done.stdout
+    purges = [line for line in done.stdout.splitlines() if "Cache.purge" in line]
+    assert len(purges) == 1 and " fg-001 " in purges[0] and "VERANTWOORDING" in purges[0], purges

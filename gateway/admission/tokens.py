@@ -3,7 +3,9 @@
 Signature, ``exp``/``nbf`` (small leeway), ``iss`` and ``aud`` are checked by PyJWT; the
 algorithm list is fixed per mode (``none`` is never accepted; HS256 only in development, with the
 state directory's development key). Every failure is the same ``UNAUTHENTICATED``: the message
-helps no attacker, the log line (without the token) helps the operator.
+helps no attacker, the log line (without the token) helps the operator. Keys from a JWKS URL are
+fetched asynchronously with a short deadline (:mod:`gateway.admission.jwks`); when they cannot be
+fetched the token is refused (fail closed), and the event loop never waits on the fetch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from gateway.admission.jwks import JwksKeys, JwksUnavailable
 from gateway.errors import Code, GatewayError
 from gateway.identifiers import is_identifier
 from gateway.keyfile import load_or_create
@@ -27,6 +30,8 @@ log = logging.getLogger("ketenpoort.auth")
 DEV_KEY_FILE = "dev-token.key"
 ASYMMETRIC_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
 LEEWAY_SECONDS = 30
+#: Seconds one fetch of a JWKS URL may take (``KETENPOORT_JWKS_TIMEOUT``'s default).
+JWKS_TIMEOUT_S = 2.0
 #: The claim that lets an application token name the officer it acts for (``X-Gebruiker``).
 ACT_FOR_OFFICERS = "ketenpoort:act_for_officers"
 
@@ -54,7 +59,9 @@ def load_or_create_dev_key(state_dir: Path) -> bytes:
 
 
 class Authenticator:
-    """Verifies bearer tokens. Construct once at start; ``authenticate`` is cheap and pure."""
+    """Verifies bearer tokens. Construct once at start; ``authenticate`` is cheap: a token seen
+    before is answered from memory, and only a JWKS URL's key set is ever fetched (rarely,
+    asynchronously, see :class:`~gateway.admission.jwks.JwksKeys`)."""
 
     def __init__(
         self,
@@ -63,15 +70,15 @@ class Authenticator:
         audience: str,
         dev_key: bytes | None = None,
         jwks: jwt.PyJWKSet | None = None,
-        jwks_client: jwt.PyJWKClient | None = None,
+        jwks_keys: JwksKeys | None = None,
     ) -> None:
-        if dev_key is None and jwks is None and jwks_client is None:
+        if dev_key is None and jwks is None and jwks_keys is None:
             raise ValueError("an Authenticator needs a development key or a JWKS")
         self._issuer = issuer
         self._audience = audience
         self._dev_key = dev_key
         self._jwks = jwks
-        self._jwks_client = jwks_client
+        self._jwks_keys = jwks_keys
         # Verified tokens are cached until shortly before they expire: a client sends the same
         # token on every request, and signature checks are the costliest step of a request.
         self._verified: dict[str, tuple[float, Principal]] = {}
@@ -83,25 +90,31 @@ class Authenticator:
             audience=self._audience,
             dev_key=dev_key,
             jwks=self._jwks,
-            jwks_client=self._jwks_client,
+            jwks_keys=self._jwks_keys,
         )
 
     @classmethod
-    def from_jwks_source(cls, source: str, *, issuer: str, audience: str) -> Authenticator:
-        """A JWKS file path or an https URL."""
+    def from_jwks_source(
+        cls, source: str, *, issuer: str, audience: str, timeout: float = JWKS_TIMEOUT_S
+    ) -> Authenticator:
+        """A JWKS file path or an http(s) URL (fetched with ``timeout`` seconds per fetch)."""
         if source.startswith(("https://", "http://")):
-            return cls(issuer=issuer, audience=audience, jwks_client=jwt.PyJWKClient(source))
+            return cls(
+                issuer=issuer,
+                audience=audience,
+                jwks_keys=JwksKeys(source, timeout=timeout),
+            )
         data = json.loads(Path(source).read_text(encoding="utf-8"))
         return cls(issuer=issuer, audience=audience, jwks=jwt.PyJWKSet.from_dict(data))
 
-    def _key_for(self, token: str, header: dict[str, Any]) -> tuple[Any, Sequence[str]]:
+    async def _key_for(self, header: dict[str, Any]) -> tuple[Any, Sequence[str]]:
         alg = header.get("alg")
         if alg == "HS256" and self._dev_key is not None:
             return self._dev_key, ("HS256",)
         if alg not in ASYMMETRIC_ALGORITHMS:
             raise unauthenticated()
-        if self._jwks_client is not None:
-            return self._jwks_client.get_signing_key_from_jwt(token).key, (alg,)
+        if self._jwks_keys is not None:
+            return await self._jwks_keys.key(header.get("kid")), (alg,)
         if self._jwks is not None:
             kid = header.get("kid")
             for key in self._jwks.keys:
@@ -109,8 +122,9 @@ class Authenticator:
                     return key.key, (alg,)
         raise unauthenticated()
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        """The principal of an ``Authorization`` header value, or ``UNAUTHENTICATED``."""
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header value, or ``UNAUTHENTICATED`` (also when
+        the JWKS URL cannot be fetched now: no key, no admission)."""
         if not authorization:
             raise unauthenticated()
         scheme, _, token = authorization.partition(" ")
@@ -123,7 +137,7 @@ class Authenticator:
             return cached[1]
         try:
             header = jwt.get_unverified_header(token)
-            key, algorithms = self._key_for(token, header)
+            key, algorithms = await self._key_for(header)
             claims = jwt.decode(
                 token,
                 key,
@@ -136,6 +150,8 @@ class Authenticator:
             principal = _principal(claims)
         except GatewayError:
             raise
+        except JwksUnavailable:  # logged by the key source, once per failed fetch
+            raise unauthenticated() from None
         except Exception as exc:  # any verification failure looks the same to the caller
             log.info("token refused: %s", type(exc).__name__)
             raise unauthenticated() from None

@@ -66,7 +66,10 @@ def build_authenticator(settings: Settings) -> Authenticator:
     mode), or the development key alone; production without a JWKS is refused."""
     if settings.jwks:
         authenticator = Authenticator.from_jwks_source(
-            settings.jwks, issuer=settings.issuer, audience=settings.audience
+            settings.jwks,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            timeout=settings.jwks_timeout,
         )
         if settings.development:
             authenticator = authenticator.with_dev_key(load_or_create_dev_key(settings.state_dir))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from gateway.audit.chain import (
     PreparedBatch,
 )
+from gateway.audit.log_pages import EntryPage, entry_page
 from gateway.audit.logcheck import LogCheck, LogReads, check_log
 from gateway.audit.merkle import Node
 from gateway.audit.note import Checkpoint
@@ -18,11 +19,15 @@ from gateway.audit.postgres_sql import (
     ENTRIES_NAMED,
     EXPIRED,
     HASH_OF,
+    LOG_ENTRIES,
+    LOG_LEAVES,
+    LOG_PURGED,
     PREFIX_PURPOSES,
     SELECT_SETS,
     SUBJECTS_NAMED,
 )
 from gateway.audit.querying import EntryRows
+from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     PURGED_TABLE,
     SELECT_LEAVES,
@@ -35,6 +40,8 @@ from gateway.audit.writer import (
     PurgeRefused,
     refusal,
 )
+
+T = TypeVar("T")
 
 
 class PostgresLog(PostgresBase):
@@ -174,3 +181,43 @@ class PostgresLog(PostgresBase):
             set_ids = sorted({row[3] for row in subjects})
             sets = await conn.fetch(SELECT_SETS, set_ids)
         return EntryRows(list(entries), list(subjects), {str(r[0]): bytes(r[1]) for r in sets})
+
+    # ---- the log's content pages (gateway.audit.log_pages) -----------------------------------
+
+    async def _page(self, read: Callable[[Any], Awaitable[T]]) -> T:
+        """``read`` in one read-only repeatable-read transaction; AuditUnavailable on failure."""
+        pool = self._require_pool()
+        try:
+            async with (
+                pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await read(conn)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit log page read failed ({type(exc).__name__})") from exc
+
+    async def log_leaves(self, start: int, limit: int, size: int) -> list[Any]:
+        """Leaf hashes ``(idx, hash)`` with ``start <= idx < size``, at most ``limit``."""
+
+        async def read(conn: Any) -> list[Any]:
+            return list(await conn.fetch(LOG_LEAVES, start, size, limit))
+
+        return await self._page(read)
+
+    async def log_entries(self, after: int, limit: int, size: int) -> EntryPage:
+        """Entry rows ``after < seq <= size`` (at most ``limit``), with their seq range's
+        subject rows and the decision sets those name, from one snapshot."""
+
+        async def read(conn: Any) -> EntryPage:
+            entries = list(await conn.fetch(LOG_ENTRIES, after, size, limit))
+            return await entry_page(entries, after, self._page_reads(conn))
+
+        return await self._page(read)
+
+    async def log_purged(self, after: int, limit: int, size: int) -> list[Any]:
+        """``audit_purged`` rows ``(seq, hash, purge_seq)`` with ``after < seq <= size``."""
+
+        async def read(conn: Any) -> list[Any]:
+            return list(await conn.fetch(LOG_PURGED, after, size, limit))
+
+        return await self._page(read)

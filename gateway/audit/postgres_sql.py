@@ -9,6 +9,7 @@ from gateway.audit.chain import (
     SUBJECT_COLUMNS,
 )
 from gateway.audit.tree import (
+    PURGED_TABLE,
     TREE_COLUMNS,
     TREE_TABLE,
 )
@@ -77,6 +78,19 @@ SELECT_SUBJECTS = (
     "WHERE entry_seq > $1 AND entry_seq <= $2 ORDER BY entry_seq, position"
 )
 SELECT_SETS = "SELECT id, encoding FROM audit_decision_set WHERE id = ANY($1::text[])"
+# The log's content pages (gateway.audit.log_pages), each bounded by a tree size.
+LOG_LEAVES = (
+    f"SELECT idx, hash FROM {TREE_TABLE} "  # noqa: S608 (constant names)
+    "WHERE level = 0 AND idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
+)
+LOG_ENTRIES = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+)
+LOG_PURGED = (
+    f"SELECT seq, hash, purge_seq FROM {PURGED_TABLE} "  # noqa: S608
+    "WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+)
 ENTRIES_NAMED = (
     f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
     "WHERE seq = ANY($1::bigint[]) ORDER BY seq"

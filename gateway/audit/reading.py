@@ -2,7 +2,9 @@
 
 Every search, report, console page view and export of the trail is itself committed as an entry
 (purpose ``VERANTWOORDING``) *before* its result is shown; when that commit fails, nothing is
-shown. Both the audit CLI and the accountability console record through :func:`record_reading`.
+shown. Both the audit CLI and the accountability console record through :func:`record_reading`,
+and so do the admin actions of the same officers: a purge of one person's cached registry
+answers (:data:`CACHE_PURGE`) is recorded before anything is removed.
 
 The entry carries one given decision: ``coordinate`` names the kind of use (``Audit.search``,
 ``Console.zoeken``), ``path`` the filters that were applied (never a raw V-nummer), ``reason``
@@ -21,8 +23,12 @@ from gateway.audit.store import AuditStore
 
 #: The purpose every use of the trail is recorded under.
 READING_PURPOSE = "VERANTWOORDING"
-#: Coordinates of uses of the trail start with one of these (they name no schema field).
-READING_PREFIXES = ("Audit.", "Console.")
+#: The coordinate of a purge of one person's cached registry answers (an admin action, recorded
+#: the same way: the gateway's ``POST /admin/cache/purge`` and ``ketenpoort cache purge``).
+CACHE_PURGE = "Cache.purge"
+#: Coordinates of uses of the trail and of admin actions start with one of these (they name no
+#: schema field).
+READING_PREFIXES = ("Audit.", "Console.", "Cache.")
 
 
 def is_reading(coordinate: str) -> bool:

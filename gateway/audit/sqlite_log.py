@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+
+import aiosqlite
 
 from gateway.audit.chain import (
     PreparedBatch,
     ts,
 )
+from gateway.audit.log_pages import EntryPage, entry_page
 from gateway.audit.logcheck import LogCheck, LogReads, check_log
 from gateway.audit.merkle import Node
 from gateway.audit.note import Checkpoint
@@ -22,10 +25,15 @@ from gateway.audit.sqlite_sql import (
     EXPIRED,
     HASH_OF,
     HEAD,
+    LOG_ENTRIES,
+    LOG_LEAVES,
+    LOG_PURGED,
     PREFIX_PURPOSES,
     SELECT_SETS,
     SUBJECTS_NAMED,
+    T,
 )
+from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     PURGED_TABLE,
     SELECT_LEAVES,
@@ -227,3 +235,44 @@ class SQLiteLog(SQLiteBase):
             finally:
                 await self._rollback(conn)
         return EntryRows(entries, subjects, {str(k): bytes(v) for k, v in sets})
+
+    # ---- the log's content pages (gateway.audit.log_pages) -----------------------------------
+
+    async def _page(self, read: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """``read`` in one read transaction (one WAL snapshot); AuditUnavailable on failure."""
+        try:
+            async with self._rlock:
+                conn = await self._reader_conn()
+                try:
+                    await conn.execute("BEGIN")
+                    return await read(conn)
+                finally:
+                    await self._rollback(conn)
+        except Exception as exc:
+            raise AuditUnavailable(f"audit log page read failed ({type(exc).__name__})") from exc
+
+    async def log_leaves(self, start: int, limit: int, size: int) -> list[Any]:
+        """Leaf hashes ``(idx, hash)`` with ``start <= idx < size``, at most ``limit``."""
+
+        async def read(conn: aiosqlite.Connection) -> list[Any]:
+            return await self._all(conn, LOG_LEAVES, (start, size, limit))
+
+        return await self._page(read)
+
+    async def log_entries(self, after: int, limit: int, size: int) -> EntryPage:
+        """Entry rows ``after < seq <= size`` (at most ``limit``), with their seq range's
+        subject rows and the decision sets those name, from one snapshot."""
+
+        async def read(conn: aiosqlite.Connection) -> EntryPage:
+            entries = await self._all(conn, LOG_ENTRIES, (after, size, limit))
+            return await entry_page(entries, after, self._page_reads(conn))
+
+        return await self._page(read)
+
+    async def log_purged(self, after: int, limit: int, size: int) -> list[Any]:
+        """``audit_purged`` rows ``(seq, hash, purge_seq)`` with ``after < seq <= size``."""
+
+        async def read(conn: aiosqlite.Connection) -> list[Any]:
+            return await self._all(conn, LOG_PURGED, (after, size, limit))
+
+        return await self._page(read)

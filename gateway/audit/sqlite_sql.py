@@ -8,6 +8,7 @@ from gateway.audit.chain import (
     ENTRY_COLUMNS,
     SUBJECT_COLUMNS,
 )
+from gateway.audit.tree import PURGED_TABLE, TREE_TABLE
 
 INSERT_ENTRY = (
     f"INSERT INTO audit_entry ({', '.join(ENTRY_COLUMNS)}) "  # noqa: S608 (constant columns)
@@ -44,6 +45,19 @@ ENTRIES_NAMED = (
 SUBJECTS_NAMED = (
     f"SELECT {', '.join(SUBJECT_COLUMNS)} FROM audit_entry_subject "  # noqa: S608
     "WHERE entry_seq IN (SELECT value FROM json_each(?)) ORDER BY entry_seq, position"
+)
+# The log's content pages (gateway.audit.log_pages), each bounded by a tree size.
+LOG_LEAVES = (
+    f"SELECT idx, hash FROM {TREE_TABLE} "  # noqa: S608 (constant names)
+    "WHERE level = 0 AND idx >= ? AND idx < ? ORDER BY idx LIMIT ?"
+)
+LOG_ENTRIES = (
+    f"SELECT {', '.join(ENTRY_COLUMNS)} FROM audit_entry "  # noqa: S608
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+LOG_PURGED = (
+    f"SELECT seq, hash, purge_seq FROM {PURGED_TABLE} "  # noqa: S608
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 )
 # The purposes of a prefix about to be purged, each with its youngest entry.
 PREFIX_PURPOSES = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,9 +29,11 @@ from gateway.audit.checkpoints import (
 from gateway.audit.evidence import ReportError, best_checkpoint, check_report, report_with_proofs
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.note import Checkpoint, Note, NoteError, Verifier
+from gateway.audit.remote_log import RemoteLog
 from gateway.audit.report import SubjectReport
 from gateway.audit.store import AuditStore
 from gateway.audit.witness import (
+    WitnessAccessError,
     WitnessRefusal,
     WitnessSetupError,
     load_or_create_witness_key,
@@ -168,8 +171,44 @@ def check_report_command(report: Path, pubkey: str, witness_keys: list[str]) -> 
     )
 
 
-def witness_command(log: str, key: Path, state: Path, given_log_key: str | None, name: str) -> None:
-    """``ketenpoort witness``: one round of fetch, verify, check consistency, cosign."""
+def witness_token(
+    check_entries: bool, token_env: str | None, token_file: Path | None
+) -> str | None:
+    """The bearer token ``--check-entries`` reads the log's pages with (exit 2 when missing or
+    unusable). Never an option value of its own: a command line is visible to every user of
+    the host and stays in shell histories."""
+    given = [o for o, v in (("--token-env", token_env), ("--token-file", token_file)) if v]
+    if not check_entries:
+        if given:
+            _fail(f"{given[0]} goes with --check-entries", 2)
+        return None
+    if len(given) != 1:
+        _fail(
+            "--check-entries needs the bearer token of a reader of the trail: give one of "
+            "--token-env VAR or --token-file FILE",
+            2,
+        )
+    if token_env is not None:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            _fail(f"--token-env: the environment variable {token_env} is empty or not set", 2)
+    else:
+        assert token_file is not None
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"--token-file: cannot read {token_file}: {exc}", 2)
+    # A header value: printable ASCII without spaces (a JWT is base64url and dots).
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        _fail("the bearer token is empty or not a token (printable ASCII, no spaces)", 2)
+    return token
+
+
+def witness_command(
+    log: str, key: Path, state: Path, given_log_key: str | None, name: str, token: str | None
+) -> None:
+    """``ketenpoort witness``: one round of fetch, verify, check consistency, (with a token:
+    check the entries over HTTP,) cosign."""
     try:
         me = load_or_create_witness_key(key, name)
         given = load_verifier(given_log_key) if given_log_key is not None else None
@@ -180,13 +219,18 @@ def witness_command(log: str, key: Path, state: Path, given_log_key: str | None,
         _fail("--log must be an http(s) URL of the gateway", 2)
 
     async def run() -> Any:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            return await witness_once(client, log, log_verifier, me, state, int(time.time()))
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            entries = RemoteLog(client, log, token) if token is not None else None
+            return await witness_once(
+                client, log, log_verifier, me, state, int(time.time()), entries=entries
+            )
 
     try:
         result = asyncio.run(run())
     except WitnessRefusal as exc:
         _fail(f"REFUSED: {exc}", 1)
+    except WitnessAccessError as exc:
+        _fail(str(exc), 2)
     except WitnessSetupError as exc:
         _fail(str(exc), 1)
     since = (
@@ -194,5 +238,8 @@ def witness_command(log: str, key: Path, state: Path, given_log_key: str | None,
         if result.previous_size is not None
         else " (first checkpoint seen)"
     )
-    typer.echo(f"cosigned {result.checkpoint.origin} at size {result.checkpoint.size}{since}")
+    checked = " (entries checked)" if token is not None else ""
+    typer.echo(
+        f"cosigned {result.checkpoint.origin} at size {result.checkpoint.size}{since}{checked}"
+    )
     typer.echo(f"witness key: {me.verifier.vkey()}", err=True)

@@ -1,4 +1,4 @@
-"""``ketenpoort``: serve, token, schema, documents, policy, audit, mocks.
+"""``ketenpoort``: serve, token, schema, documents, policy, audit, cache, mocks.
 
 Commands print results to stdout and problems as one line to stderr with a non-zero exit; no
 stack traces for bad input.
@@ -15,6 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from gateway.cli.audit import app as audit_app
+from gateway.cli.cache import app as cache_app
 from gateway.cli.policy import app as policy_app
 from gateway.config import ConfigError, Settings
 from mocks.cli import app as mocks_app
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
+app.add_typer(cache_app, name="cache")
 app.add_typer(mocks_app, name="mocks")
 documents_app = typer.Typer(help="Trusted (persisted) documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
@@ -291,38 +293,6 @@ def documents_build(
         typer.echo(f"{len(manifest)} trusted documents written to {output}", err=True)
 
 
-cache_app = typer.Typer(help="The registry cache.", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("purge")
-def cache_purge(
-    vnummer: Annotated[str, typer.Option("--vnummer", help="The data subject's V-nummer.")],
-    cache: Annotated[str | None, typer.Option(help="redis://... (KETENPOORT_CACHE).")] = None,
-    state: Annotated[Path | None, typer.Option(help="State directory (KETENPOORT_STATE).")] = None,
-) -> None:
-    """Remove one person's cached registry answers from the Redis cache now."""
-    import asyncio
-    import re
-
-    from gateway.execution.cache import purge_subject
-    from gateway.observability.pseudonym import KEY_FILE, Pseudonymizer, load_or_create_key
-
-    settings = settings_from_env(cache=cache, state_dir=state)
-    if not re.fullmatch(r"\d{10}", vnummer):
-        fail("a V-nummer is exactly 10 digits")
-    if not (settings.state_dir / KEY_FILE).is_file():
-        fail(f"the state directory {settings.state_dir} has no pseudonym key ({KEY_FILE})")
-    pseudonym = Pseudonymizer(load_or_create_key(settings.state_dir))(vnummer)
-    try:
-        removed = asyncio.run(purge_subject(settings.cache, pseudonym))
-    except ValueError as exc:
-        fail(str(exc))
-    except Exception as exc:  # redis' own errors are no OSError: one line, exit 1
-        fail(f"cache unreachable: {type(exc).__name__}: {exc}", 1)
-    typer.echo(f"removed {removed} cached answer(s) about this person")
-
-
 @app.command()
 def witness(
     log: Annotated[str, typer.Option("--log", help="The gateway's base URL.")],
@@ -337,11 +307,28 @@ def witness(
     name: Annotated[
         str, typer.Option("--name", help="Key name of a new witness key.")
     ] = "witness.ketenpoort.local",
+    check_entries: Annotated[
+        bool,
+        typer.Option(
+            "--check-entries",
+            help="Also check the stored entries up to the checkpoint, over HTTP, like "
+            "`audit verify --checkpoint` (needs a trail reader's token).",
+        ),
+    ] = False,
+    token_env: Annotated[
+        str | None,
+        typer.Option("--token-env", help="Environment variable holding the bearer token."),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding the bearer token.")
+    ] = None,
 ) -> None:
-    """Cosign the log's latest checkpoint if it extends the last one cosigned; else exit 1."""
-    from gateway.cli.audit_log import witness_command
+    """Cosign the log's latest checkpoint if it extends the last one cosigned (and, with
+    --check-entries, its entries match); else exit 1."""
+    from gateway.cli.audit_log import witness_command, witness_token
 
-    witness_command(log, key, state, log_key, name)
+    token = witness_token(check_entries, token_env, token_file)
+    witness_command(log, key, state, log_key, name, token)
 
 
 def main() -> None:

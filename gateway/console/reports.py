@@ -17,13 +17,13 @@ from markdown_it import MarkdownIt
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway.admission.trail_reader import Viewer
 from gateway.audit.anomalies import find_anomalies
 from gateway.audit.checkpoints import load_verifier, signed_checkpoints
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.model import AuditRecord, Decision
 from gateway.audit.note import NoteError
 from gateway.audit.store import AuditUnavailable
-from gateway.console.access import Viewer
 from gateway.console.charts import Chart, bar_chart
 from gateway.console.sessions import csrf_ok
 from gateway.console.trail import BadFilter, Filters, parse_moment, window

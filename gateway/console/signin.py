@@ -13,7 +13,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.console.access import admit, token_expiry
+from gateway.admission.trail_reader import admit
+from gateway.console.access import token_expiry
 from gateway.console.sessions import LOGIN_COOKIE, LOGIN_FORM_SECONDS, SESSION_COOKIE, csrf_ok
 from gateway.console.web import Console, Denied, console_of, read_form, record_view
 from gateway.errors import GatewayError
@@ -48,7 +49,7 @@ async def login(request: Request) -> Response:
         raise Denied(403, "Het aanmeldformulier is verlopen of komt niet van deze console.")
     token = form.get("token", "").strip()
     try:
-        principal = console.authenticator.authenticate(f"Bearer {token}")
+        principal = await console.authenticator.authenticate(f"Bearer {token}")
     except GatewayError:
         raise Denied(401, "Het token is ongeldig of verlopen.") from None
     viewer = admit(console.policy, principal)

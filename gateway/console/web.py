@@ -23,12 +23,12 @@ from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission.tokens import Authenticator, Principal
+from gateway.admission.trail_reader import Viewer, admit, refused_context
 from gateway.audit.logcheck import LogCheck
 from gateway.audit.model import Decision
 from gateway.audit.reading import record_reading
 from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.audit.verify import VerifyResult
-from gateway.console.access import Viewer, admit, refused_context
 from gateway.console.sessions import SESSION_COOKIE, Session, Sessions
 from gateway.console.settings import ConsoleSettings
 from gateway.errors import Code, GatewayError
@@ -140,7 +140,7 @@ class Console:
         authorization = request.headers.get("authorization")
         if authorization:
             try:
-                principal = self.authenticator.authenticate(authorization)
+                principal = await self.authenticator.authenticate(authorization)
             except GatewayError:
                 raise Denied(401, "Het token is ongeldig of verlopen.") from None
         else:

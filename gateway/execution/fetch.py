@@ -131,6 +131,7 @@ class PersonFetcher:
             return {r: [] for r in registries}
         pseudonyms = [self._pseudonym(v) for v in vnummers]
         keys = [RecordCache.key(r, self._digests[r], p) for r in registries for p in pseudonyms]
+        epoch = self._cache.epoch  # a purge from here on keeps these records out of the cache
         found = await self._cache.get_many(keys)
         n = len(vnummers)
         values = {r: found[i * n : (i + 1) * n] for i, r in enumerate(registries)}
@@ -148,7 +149,7 @@ class PersonFetcher:
                     column[i] = answer
                     if not isinstance(answer, _Failed):
                         fresh.append((keys[offset + i], answer))
-            await self._cache.set_many(fresh)
+            await self._cache.set_many(fresh, epoch)
         return values
 
     # ---- persons ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The ASGI application: ``/graphql`` (GraphQL over HTTP, the explorer in development),
-``/healthz``, ``/readyz``, and the audit log's checkpoint and proofs under
-``/.well-known/ketenpoort/``.
+``/healthz``, ``/readyz``, the audit log's checkpoint, proofs and (for readers of the
+trail) content pages under ``/.well-known/ketenpoort/``, and ``POST /admin/cache/purge``
+(:mod:`gateway.http.admin_routes`).
 
 :func:`create_app` wraps :func:`gateway.assembly.runtime.start_gateway` for uvicorn: the
 components start in the lifespan and close at shutdown.
@@ -25,10 +26,13 @@ from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.store import AuditStore
 from gateway.config import Settings
 from gateway.errors import Code, GatewayError
+from gateway.http.admin_routes import admin_routes
 from gateway.http.explorer import explorer_page, explorer_routes
 from gateway.http.graphql_http import METHODS, SERVER_MAX_HEADER_BYTES, graphql_over_http
+from gateway.http.log_pages import PageSource, log_page_routes
 from gateway.http.log_routes import log_routes
 from gateway.pipeline.answer import Answer, error_answer
+from gateway.pipeline.service import Gateway
 
 log = logging.getLogger("ketenpoort.app")
 
@@ -106,6 +110,17 @@ def create_app(
             return None
         return running.gateway.audit_store, running.checkpointer
 
+    def page_source() -> PageSource | None:
+        running = holder.get("running")
+        if running is None:
+            return None
+        gateway = running.gateway
+        return PageSource(gateway.audit_store, gateway.authenticator, gateway.policy)
+
+    def running_gateway() -> Gateway | None:
+        started = holder.get("running")
+        return None if started is None else started.gateway
+
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=METHODS),
@@ -113,6 +128,8 @@ def create_app(
             Route("/readyz", readyz),
             *explorer_routes(settings, lambda: holder["running"].gateway),
             *log_routes(log_source),
+            *log_page_routes(page_source),
+            *admin_routes(running_gateway),
         ],
         lifespan=lifespan,
     )

@@ -23,7 +23,6 @@ Bad input is answered ``{"errors": [{"message", "extensions": {"code"}}]}`` with
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
@@ -41,7 +40,7 @@ from gateway.config import Settings
 from gateway.errors import Code, GatewayError
 from gateway.execution.schema import graphql_schema
 from gateway.http.explorer_tree import describe_purpose, grants_overview, schema_tree
-from gateway.http.json_body import holds_lone_surrogate
+from gateway.http.json_body import BodyRefused, read_json_object
 from gateway.pipeline.service import Gateway
 
 #: No inline script or style, nothing from another origin, no framing, no plugins.
@@ -126,19 +125,11 @@ def _ok(body: dict[str, Any]) -> JSONResponse:
 
 async def _json_object(request: Request) -> dict[str, Any] | None:
     """The request's JSON object body, or None (wrong content type, too large, not an object,
-    not Unicode text: :mod:`gateway.http.json_body`)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return None
-    body = await request.body()
-    if len(body) > MAX_API_BODY:
-        return None
+    not Unicode text: :func:`gateway.http.json_body.read_json_object`)."""
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        return await read_json_object(request, MAX_API_BODY)
+    except BodyRefused:
         return None
-    if not isinstance(payload, dict) or holds_lone_surrogate(payload):
-        return None
-    return payload
 
 
 def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[BaseRoute]:
@@ -234,7 +225,7 @@ def explorer_routes(settings: Settings, gateway: Callable[[], Gateway]) -> list[
         if not isinstance(value, str) or not value.strip():
             return _refusal(Code.BAD_USER_INPUT, 'Send {"token": "..."} as JSON.')
         try:
-            principal = gateway().authenticator.authenticate(f"Bearer {value.strip()}")
+            principal = await gateway().authenticator.authenticate(f"Bearer {value.strip()}")
         except GatewayError as exc:
             return _refusal(exc.code, exc.message, 401)
         return _ok(

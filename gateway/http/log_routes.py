@@ -29,22 +29,28 @@ _MAX = 2**62
 Source = Callable[[], tuple[AuditStore, Checkpointer] | None]
 
 
-def _error(code: Code, message: str, status: int) -> JSONResponse:
+def error_response(
+    code: Code, message: str, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The log routes' error body: ``{"errors": [{"message", "extensions": {"code"}}]}``."""
     return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code.value}}]}, status
+        {"errors": [{"message": message, "extensions": {"code": code.value}}]},
+        status,
+        headers=headers,
     )
 
 
-class _BadInput(Exception):
-    pass
+class BadInput(Exception):
+    """A missing or malformed query parameter (HTTP 400, ``BAD_USER_INPUT``)."""
 
 
-def _int_param(request: Request, name: str) -> int:
+def int_param(request: Request, name: str) -> int:
+    """A required non-negative integer query parameter (at most 2**62)."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
-        raise _BadInput(f"query parameter {name!r} is required")
+        raise BadInput(f"query parameter {name!r} is required")
     if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > _MAX:
-        raise _BadInput(f"query parameter {name!r} must be a non-negative integer")
+        raise BadInput(f"query parameter {name!r} must be a non-negative integer")
     return int(raw)
 
 
@@ -58,23 +64,23 @@ def log_routes(source: Source) -> list[Route]:
     async def checkpoint(_: Request) -> Response:
         running = source()
         if running is None or running[1].latest is None:
-            return _error(Code.AUDIT_UNAVAILABLE, "No checkpoint has been signed yet.", 503)
+            return error_response(Code.AUDIT_UNAVAILABLE, "No checkpoint has been signed yet.", 503)
         note, _cp = running[1].latest
         return PlainTextResponse(note.render(), headers={"Cache-Control": "no-store"})
 
     async def inclusion(request: Request) -> Response:
         running = source()
         if running is None:
-            return _error(Code.AUDIT_UNAVAILABLE, "The gateway is starting.", 503)
+            return error_response(Code.AUDIT_UNAVAILABLE, "The gateway is starting.", 503)
         try:
-            leaf, size = _int_param(request, "leaf"), _int_param(request, "size")
+            leaf, size = int_param(request, "leaf"), int_param(request, "size")
             tree = running[0].tree()
             path = await tree.inclusion(leaf, size)
             leaf_hash = await tree.leaf(leaf)
-        except (_BadInput, ProofError) as exc:
-            return _error(Code.BAD_USER_INPUT, str(exc), 400)
+        except (BadInput, ProofError) as exc:
+            return error_response(Code.BAD_USER_INPUT, str(exc), 400)
         except AuditUnavailable:
-            return _error(Code.AUDIT_UNAVAILABLE, "The audit log cannot be read now.", 503)
+            return error_response(Code.AUDIT_UNAVAILABLE, "The audit log cannot be read now.", 503)
         return JSONResponse(
             {
                 "leaf_index": leaf,
@@ -87,14 +93,14 @@ def log_routes(source: Source) -> list[Route]:
     async def consistency(request: Request) -> Response:
         running = source()
         if running is None:
-            return _error(Code.AUDIT_UNAVAILABLE, "The gateway is starting.", 503)
+            return error_response(Code.AUDIT_UNAVAILABLE, "The gateway is starting.", 503)
         try:
-            first, second = _int_param(request, "from"), _int_param(request, "to")
+            first, second = int_param(request, "from"), int_param(request, "to")
             proof = await running[0].tree().consistency(first, second)
-        except (_BadInput, ProofError) as exc:
-            return _error(Code.BAD_USER_INPUT, str(exc), 400)
+        except (BadInput, ProofError) as exc:
+            return error_response(Code.BAD_USER_INPUT, str(exc), 400)
         except AuditUnavailable:
-            return _error(Code.AUDIT_UNAVAILABLE, "The audit log cannot be read now.", 503)
+            return error_response(Code.AUDIT_UNAVAILABLE, "The audit log cannot be read now.", 503)
         return JSONResponse({"from": first, "to": second, "consistency": _b64(proof)})
 
     return [

@@ -1,11 +1,12 @@
 """``ketenpoort serve``: start every component first, then serve; stop gracefully.
 
 The components start before the port is bound, in the server's own event loop, so a dependency
-that cannot be reached (the audit store, a JWKS URL) refuses the start with one line naming it
-— no traceback from the ASGI lifespan. On SIGTERM or SIGINT uvicorn stops accepting, lets the
-requests in flight finish (each records its trail entry before it answers) for at most
-``Settings.shutdown_grace`` seconds, then the lifespan closes the components: the audit
-store's writer commits what it had already accepted.
+that cannot be reached (the audit store) refuses the start with one line naming it — no
+traceback from the ASGI lifespan. (A JWKS URL is fetched when a token first needs it, with its
+own deadline: an identity provider that is down refuses tokens, not the start.) On SIGTERM or
+SIGINT uvicorn stops accepting, lets the requests in flight finish (each records its trail entry
+before it answers) for at most ``Settings.shutdown_grace`` seconds, then the lifespan closes the
+components: the audit store's writer commits what it had already accepted.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ class Gateway:
         activity_id: str,
     ) -> Answer:
         try:
-            principal = self.authenticator.authenticate(headers.get("authorization"))
+            principal = await self.authenticator.authenticate(headers.get("authorization"))
         except GatewayError as error:
             return error_answer(error)
         span.attributes["ketenpoort.organisation"] = principal.organisation
