@@ -32,7 +32,7 @@ from bench.store import drop_database, fresh_database, require_postgres
 from gateway.audit.chain import GENESIS_HASH, link, prepare
 from gateway.audit.encoding import DecisionSets, ts
 from gateway.audit.entries import ENTRY_COLUMNS, SUBJECT_COLUMNS
-from gateway.audit.merkle import append_leaves, frontier
+from gateway.audit.merkle import Frontier
 from gateway.audit.model import AccessContext, AuditBatch, Decision, FieldDecision, SubjectAccess
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.tree import TREE_COLUMNS, TREE_TABLE
@@ -129,7 +129,7 @@ async def load(url: str, entries: int) -> dict[str, Any]:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
         generator, sets = Generator(entries), DecisionSets()
         head_seq, head_hash, written_sets = 0, GENESIS_HASH, set()
-        tree_frontier: dict[tuple[int, int], bytes] = {}
+        tree = Frontier()
         for first in range(0, entries, CHUNK):
             prepared = [
                 prepare(generator.batch(n), sets, text_timestamps=False)
@@ -156,12 +156,9 @@ async def load(url: str, entries: int) -> dict[str, Any]:
                 "audit_entry_subject", records=linked.subjects, columns=SUBJECT_COLUMNS
             )
             # The Merkle log's nodes too, so the store opens on a consistent tree.
-            new = append_leaves(head_seq, linked.leaves, tree_frontier)
-            known = {**tree_frontier, **new}
             head_seq, head_hash = linked.seq, linked.hash
-            tree_frontier = {n: known[n] for n in frontier(head_seq)}
             await conn.copy_records_to_table(
-                TREE_TABLE, records=[(lv, i, h) for (lv, i), h in new.items()], columns=TREE_COLUMNS
+                TREE_TABLE, records=tree.extend(linked.leaves), columns=TREE_COLUMNS
             )
         await conn.execute(
             "UPDATE audit_chain_head SET seq = $1, hash = $2, recorded_at = now() WHERE id = 1",

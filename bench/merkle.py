@@ -3,8 +3,11 @@
 * ``link_us_per_request``: :func:`gateway.audit.chain.link` for one prepared 50-person batch
   (its entry and subject rows, chain hash and leaf hash), in the group-commit writer, and
   ``leaf_hash_us_per_request``, the part the log adds: one SHA-256 of the entry's bytes;
-* ``tree_append_us_per_request``: appending that leaf to a tree (the subtrees it completes,
-  about one node hash on average), as the writer does per group;
+* ``tree_append_us_per_request``: appending that leaf to the tree's right frontier the writer
+  keeps in memory (:class:`~gateway.audit.merkle.Frontier`: the leaf row and the subtrees it
+  completes, about one node hash on average), as the writer does per group before inserting
+  the rows (no read: the frontier is read from the store only when another process moved the
+  head);
 * ``checkpoint_ms``: reading the head of a store of ``entries`` entries, signing the C2SP
   checkpoint (Ed25519) and appending it to a file; with the default schedule (every 60 s or
   1000 entries) that is at most one per 1000 requests, so ``checkpoint_us_per_request`` is
@@ -26,7 +29,7 @@ from gateway.audit.chain import PreparedBatch, link, prepare
 from gateway.audit.checkpoints import Checkpointer, file_publisher
 from gateway.audit.encoding import DecisionSets
 from gateway.audit.entries import entry_bytes, read_entry
-from gateway.audit.merkle import append_leaves, frontier, leaf_hash
+from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.model import AuditBatch
 from gateway.audit.note import Signer
 from gateway.audit.stores import open_store
@@ -65,21 +68,11 @@ async def merkle_costs(work: Path, template: AuditBatch, *, quick: bool) -> dict
     # What the log adds to link(): one more SHA-256 over the entry bytes it already built.
     data = entry_bytes(read_entry(one_entry(prepared, head, stamp)))
     leaf_us = _per_call_us(lambda: leaf_hash(data), n)
-    leaf = link([prepared], head_seq=0, head_hash=head, recorded_at=stamp, recorded_at_text=stamp)
-    nodes: dict[tuple[int, int], bytes] = {}
-    size = 0
-
-    def one_append() -> None:
-        nonlocal size
-        known = {node: nodes[node] for node in frontier(size)}
-        new = append_leaves(size, leaf.leaves, known)
-        # Keep only the frontier, as the store's reader would find it.
-        nodes.clear()
-        nodes.update(new)
-        nodes.update(known)
-        size += 1
-
-    append_us = _per_call_us(one_append, n)
+    leaves = link(
+        [prepared], head_seq=0, head_hash=head, recorded_at=stamp, recorded_at_text=stamp
+    ).leaves
+    tree = Frontier()
+    append_us = _per_call_us(lambda: tree.extend(leaves), n)
 
     entries = 20 if quick else 2_000
     store = open_store(f"sqlite:///{work / 'merkle-bench.db'}")

@@ -24,7 +24,7 @@ from bench.common import POSTGRES_URL
 from gateway.audit.chain import PreparedBatch, link, prepare
 from gateway.audit.encoding import DecisionSets, ts
 from gateway.audit.logcheck import LogCheck
-from gateway.audit.merkle import Node, append_leaves, frontier
+from gateway.audit.merkle import Frontier, Node
 from gateway.audit.model import AuditBatch, AuditQuery, AuditRecord
 from gateway.audit.note import Checkpoint
 from gateway.audit.querying import EntryRows
@@ -168,8 +168,7 @@ class ChainBufferStore(GroupCommitStore):
         self._head_seq = 0
         self._head_hash = "0" * 64
         self._sets: set[str] = set()
-        self._tree_leaves = 0
-        self._frontier: dict[Node, bytes] = {}
+        self._frontier = Frontier()
 
     async def commit(self, batch: AuditBatch) -> None:
         await super().commit(batch)
@@ -196,13 +195,9 @@ class ChainBufferStore(GroupCommitStore):
             recorded_at_text=text,
         )
         self._head_seq, self._head_hash = linked.seq, linked.hash
-        # The Merkle log's nodes, as a database store computes them per group (its frontier,
-        # here kept in memory instead of read back).
-        size = self._tree_leaves
-        new = append_leaves(size, linked.leaves, self._frontier)
-        known = {**self._frontier, **new}
-        self._tree_leaves = size + len(linked.leaves)
-        self._frontier = {n: known[n] for n in frontier(self._tree_leaves)}
+        # The Merkle log's nodes, as a database store computes them per group from the
+        # frontier it keeps in memory (gateway.audit.tree.TreeTip).
+        new = self._frontier.extend(linked.leaves)
         new_sets = {i for b in batches for i in b.sets} - self._sets
         self._sets |= new_sets
         self.rows += len(linked.entries) + len(linked.subjects) + len(new_sets) + len(new)
@@ -223,10 +218,11 @@ class ChainBufferStore(GroupCommitStore):
         return 0
 
     async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
-        return {n: self._frontier[n] for n in nodes if n in self._frontier}
+        known = self._frontier.nodes()
+        return {n: known[n] for n in nodes if n in known}
 
     async def _tree_size(self) -> int:
-        return self._tree_leaves
+        return self._frontier.size
 
     async def _check_log(self, checkpoints: Sequence[Checkpoint]) -> LogCheck:
         return LogCheck(True, "benchmark store: the tree's frontier only, nothing to check")

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,16 @@ import pytest
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
-from gateway.audit.chain import GENESIS_HASH
+from gateway.audit.chain import ENTRY_COLUMNS, GENESIS_HASH
 from gateway.audit.checkpoints import Checkpointer, file_publisher
 from gateway.audit.entries import entry_bytes, entry_hash, read_entry
-from gateway.audit.merkle import MemoryTree, ProofError, leaf_hash, verify_consistency
+from gateway.audit.merkle import MemoryTree, ProofError, frontier, leaf_hash, verify_consistency
 from gateway.audit.merkle import verify_inclusion as check_inclusion
 from gateway.audit.note import COSIGNATURE_V1, Signer
-from gateway.audit.store import AuditStore
+from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.audit.stores import open_store
+from gateway.audit.tables import audit_schema
+from gateway.audit.tree import SELECT_NODES, node_params
 from gateway.audit.witness import WitnessRefusal, witness_once
 from gateway.cli.audit import app
 from gateway.http.log_routes import log_routes
@@ -364,3 +367,80 @@ async def test_a_trail_written_before_the_tree_gets_it_at_open(log: Log) -> None
     result = await verify_cli(log)
     assert result.exit_code == 0, result.output
     await witness_round(log, log.store, 1_800_000_000)
+
+
+# ---- the writer's frontier (gateway.audit.tree.TreeTip) ------------------------------------
+
+
+async def stored_tree_is_the_entries_tree(b: Backend) -> None:
+    """Every stored node is the node of the tree of the stored entries, none missing."""
+    tree = MemoryTree()
+    for e in await entries(b):
+        tree.append(leaf_hash(entry_bytes(e)))
+    rows = await b.fetch("SELECT level, idx, hash FROM audit_tree_node")
+    assert {(int(lv), int(i)): bytes(h) for lv, i, h in rows} == tree.nodes
+
+
+async def test_two_writers_of_one_trail_each_extend_the_tree_the_other_left(log: Log) -> None:
+    # Two gateway processes on one store: each keeps its own frontier, valid only while the
+    # head is where it left it.
+    other = open_store(log.backend.url)
+    await other.open()
+    try:
+        for writer in "ABBAAABABBBA":
+            await (log.store if writer == "A" else other).commit(batch())
+    finally:
+        await other.close()
+    await stored_tree_is_the_entries_tree(log.backend)
+    assert (await log.store.tree().head())[0] == 24
+
+
+async def test_a_head_at_the_same_size_with_another_history_is_not_extended_from_memory(
+    log: Log,
+) -> None:
+    # A backup of size 5 is restored under the running gateway and another process grows it
+    # back to 12 entries: the same size as this writer's frontier, another tree.
+    await restore_older_backup(log.backend)
+    for _ in range(4):  # leaves 12..15 complete subtrees over leaves 8..11 and 0..7
+        await log.store.commit(batch())
+    await stored_tree_is_the_entries_tree(log.backend)
+
+
+async def test_after_a_failed_write_the_next_ones_extend_the_stored_tree(log: Log) -> None:
+    # Entry 13 is already taken (by a stray row): the group's transaction fails, tree rows too.
+    rest = ", ".join(c for c in ENTRY_COLUMNS if c != "seq")
+    await log.backend.sql(
+        f"INSERT INTO audit_entry (seq, {rest}) SELECT 13, {rest} FROM audit_entry WHERE seq = 12"  # noqa: S608
+    )
+    with pytest.raises(AuditUnavailable):
+        await log.store.commit(batch())
+    await log.backend.sql("DELETE FROM audit_entry WHERE seq = 13")
+    for _ in range(4):
+        await log.store.commit(batch())
+    await stored_tree_is_the_entries_tree(log.backend)
+    result = await verify_cli(log)
+    assert result.exit_code == 0, result.output
+
+
+def test_sqlite_reads_tree_nodes_by_primary_key_with_one_statement_text(tmp_path: Path) -> None:
+    # A node list spelled as VALUES rows made SQLite scan the whole table once it had two or
+    # more rows: every group commit read the entire tree.
+    db = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        db.executescript(audit_schema("sqlite"))
+        db.executemany(
+            "INSERT INTO audit_tree_node VALUES (?, ?, ?)",
+            [(lv, i, b"h" * 32) for lv in range(4) for i in range(500)],
+        )
+        db.execute("ANALYZE")
+        for nodes in ([(0, 7)], frontier(4095), frontier(2**40 - 1)):
+            params = node_params(nodes, "sqlite")
+            plan = " | ".join(
+                row[3] for row in db.execute("EXPLAIN QUERY PLAN " + SELECT_NODES["sqlite"], params)
+            )
+            assert "audit_tree_node USING PRIMARY KEY" in plan, plan
+            assert "SCAN audit_tree_node" not in plan, plan
+        got = db.execute(SELECT_NODES["sqlite"], node_params([(0, 7), (3, 499), (5, 0)], "sqlite"))
+        assert sorted((lv, i) for lv, i, _ in got) == [(0, 7), (3, 499)]
+    finally:
+        db.close()

@@ -4,14 +4,22 @@ them to the checkpoint file, as a span event and over HTTP (docs/audit-log.md)."
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner
 
 from gateway.assembly.runtime import start_gateway
-from gateway.audit.checkpoints import KEY_FILE, PUBLIC_FILE, iter_notes, load_verifier
-from gateway.audit.note import Checkpoint, open_checkpoint
+from gateway.audit.checkpoints import (
+    KEY_FILE,
+    PUBLIC_FILE,
+    Checkpointer,
+    iter_notes,
+    load_verifier,
+)
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.note import Checkpoint, Note, Signer, open_checkpoint
 from gateway.cli.audit import app as audit_app
 from gateway.config import Settings
 from mocks import Registries
@@ -76,3 +84,41 @@ async def test_checkpoints_at_start_every_m_entries_and_at_shutdown(
     )
     assert verified.exit_code == 0, verified.output
     assert "3 leaves" in verified.output and "up to 3" in verified.output
+
+
+async def test_one_checkpoint_per_m_entries_while_commits_go_on_during_the_signing() -> None:
+    # Commits that land while a checkpoint is being published still count toward the old
+    # total; they must not trigger a second checkpoint a few entries later.
+    size = 0
+    release, publishing = threading.Event(), threading.Event()
+    published: list[int] = []
+
+    async def head() -> tuple[int, bytes]:
+        return size, leaf_hash(b"%d" % size)
+
+    def publish(_: Note, checkpoint: Checkpoint) -> None:
+        publishing.set()
+        release.wait(10)
+        published.append(checkpoint.size)
+
+    release.set()
+    cp = Checkpointer(
+        Signer.generate("ketenpoort.test/audit"), head, [publish], interval=3600, every=10
+    )
+    await cp.start()  # signs size 0
+    release.clear()
+    size = 10
+    cp.appended(10)
+    assert await asyncio.to_thread(publishing.wait, 10)
+    for _ in range(3):  # three more commits while size 10 is being published
+        size += 1
+        cp.appended(1)
+    release.set()
+    for _ in range(500):  # bounded: 10 s
+        if len(published) == 2:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # a second checkpoint would follow at once
+    assert published == [0, 10]
+    await cp.close()  # the shutdown checkpoint covers the three
+    assert published == [0, 10, 13]

@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 
 from gateway.audit.checkpoints import iter_notes
 from gateway.audit.merkle import (
+    EMPTY_ROOT,
+    Frontier,
     MemoryTree,
     ProofError,
+    frontier,
     leaf_hash,
     reference_root,
     verify_consistency,
@@ -88,6 +91,38 @@ def test_every_consistency_proof_verifies_and_wrong_ones_do_not(data: st.DataObj
     wrong = data.draw(st.integers(1, second).filter(lambda s: s != first), label="wrong first")
     with pytest.raises(ProofError):
         verify_consistency(wrong, second, TREE.root(wrong), r2, proof)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 70), min_size=1, max_size=12))
+def test_a_frontier_adds_exactly_the_nodes_of_the_tree_in_any_grouping(groups: list[int]) -> None:
+    # The writer appends one group of leaves per transaction, from the frontier it kept.
+    grown, rows, size = Frontier(), [], 0
+    for count in groups:
+        if size + count > MAX:
+            break
+        rows += grown.extend(LEAVES[size : size + count])
+        size += count
+        assert grown.size == size
+        assert grown.root() == (TREE.root(size) if size else EMPTY_ROOT)
+        # What a writer reads back when it has no copy: the same frontier.
+        again = Frontier.of(size, TREE.nodes)
+        assert again.hashes == grown.hashes and again.nodes() == grown.nodes()
+    expected = {(lv, i): h for (lv, i), h in TREE.nodes.items() if (i + 1) << lv <= size}
+    assert len(rows) == len(expected)  # every node once
+    assert {(lv, i): h for lv, i, h in rows} == expected
+
+
+def test_a_frontier_refuses_missing_or_miscounted_subtrees() -> None:
+    nodes = dict(TREE.nodes)
+    del nodes[frontier(13)[1]]
+    with pytest.raises(ProofError):
+        Frontier.of(13, nodes)
+    with pytest.raises(ProofError):
+        Frontier(13, [LEAVES[0]])
+    copy = Frontier.of(13, TREE.nodes).copy()
+    copy.extend([LEAVES[13]])
+    assert copy.size == 14 and Frontier.of(13, TREE.nodes).size == 13
 
 
 def test_impossible_proof_parameters_are_refused() -> None:

@@ -36,7 +36,8 @@ So an entry's hash covers its own row, the previous entry's hash and (through
 changing, adding or removing any of them breaks the chain at that entry, which
 :class:`ChainWalker` names together with what is wrong. Everything but the first three fields of
 the entry hash is known before the write transaction, so a batch is encoded in the caller's
-task (:func:`prepare`) and only one SHA-256 per entry is left for the transaction (:func:`link`).
+task (:func:`prepare`) and :func:`link` only builds each entry's bytes, once, and hashes them
+twice: the chain hash and the Merkle leaf hash (``0x00`` prefixed; docs/audit-log.md).
 Decision tuples are the plan's shared objects: :class:`DecisionSets` encodes each one once per
 process, so a warm store hashes nothing per field.
 

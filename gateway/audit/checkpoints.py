@@ -237,6 +237,14 @@ class Checkpointer:
                 return
             with contextlib.suppress(Exception):  # logged; the next tick tries again
                 await self.checkpoint()
+            if self._pending < self._every:
+                # Commits during the checkpoint still saw the old count and set the event
+                # again: that would sign a second checkpoint a few entries later.
+                self._due.clear()
+
+    def _publish(self, note: Note, checkpoint: Checkpoint) -> None:
+        for publish in self._publishers:
+            publish(note, checkpoint)
 
     async def checkpoint(self, *, force: bool = False) -> tuple[Note, Checkpoint]:
         """Sign and publish the current head (unless it equals the latest one)."""
@@ -248,9 +256,10 @@ class Checkpointer:
                     return self.latest
                 checkpoint = Checkpoint(self.origin, size, root if size else EMPTY_ROOT)
                 note = sign_checkpoint(checkpoint, self.signer)
-                for publish in self._publishers:
-                    # A file append with fsync: off the event loop, where requests wait.
-                    await asyncio.to_thread(publish, note, checkpoint)
+                if self._publishers:
+                    # A file append with fsync: off the event loop, where requests wait (one
+                    # hop for every publisher).
+                    await asyncio.to_thread(self._publish, note, checkpoint)
             except Exception as exc:
                 log.error("checkpoint failed: %s: %s", type(exc).__name__, exc)
                 raise

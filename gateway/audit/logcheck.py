@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit.entries import StoredEntry, entry_bytes, read_entry
-from gateway.audit.merkle import EMPTY_ROOT, Node, append_leaves, frontier, leaf_hash, root_from
+from gateway.audit.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from gateway.audit.note import Checkpoint
 from gateway.audit.verify import ChainWalker, SubjectRow
 
@@ -77,24 +77,6 @@ class LogReads:
     page: int = 2_000
 
 
-@dataclass(slots=True)
-class _Tree:
-    """Leaves streamed in order; only the right frontier is kept (O(log n) memory)."""
-
-    size: int = 0
-    nodes: dict[Node, bytes] = field(default_factory=dict)
-
-    def append(self, leaf: bytes) -> None:
-        self.nodes.update(append_leaves(self.size, [leaf], self.nodes))
-        self.size += 1
-        keep = set(frontier(self.size))
-        for node in [n for n in self.nodes if n not in keep]:
-            del self.nodes[node]
-
-    def root(self) -> bytes:
-        return root_from(self.size, self.nodes)
-
-
 def _leaf_failure(index: int, why: str, leaves: int, entries: int) -> LogCheck:
     return LogCheck(
         False, f"leaf {index} (entry seq {index + 1}): {why}", index, None, leaves, entries
@@ -117,7 +99,7 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
             False, "inconsistent at size 0: a checkpoint signed a non-empty root", None, 0
         )
 
-    tree = _Tree()
+    tree = Frontier()  # leaves streamed in order; O(log n) memory
     pending: dict[int, bytes] = {}  # stored leaves not yet matched with an entry
     entry_count = 0
     missing: list[int] = []  # leaf indices whose entry is absent
@@ -143,7 +125,7 @@ async def check_log(reads: LogReads, checkpoints: Sequence[Checkpoint]) -> LogCh
                         idx, "its stored leaf hash is not 32 bytes", tree.size, entry_count
                     )
                 value = bytes(value)
-                tree.append(value)
+                tree.extend((value,))
                 pending[idx] = value
                 while next_size < len(sizes) and sizes[next_size] == tree.size:
                     size = sizes[next_size]

@@ -7,8 +7,14 @@ Stored trees keep only *perfect aligned subtrees*: the node ``(level, index)`` i
 leaves ``[index·2^level, (index+1)·2^level)``. Every range the RFC's algorithms need is a
 concatenation of O(log n) such nodes, so a root or a proof for any size needs O(log² n) node
 reads, never the leaves. The functions here are pure: they say which nodes they need
-(:func:`root_nodes`, :func:`inclusion_nodes`, :func:`consistency_nodes`), a store reads those,
-and :func:`inclusion_proof` / :func:`consistency_proof` / :func:`root_from` compose the result.
+(:func:`root_nodes`; :func:`nodes_for` of :func:`inclusion_ranges` or
+:func:`consistency_ranges`), a store reads those, and :func:`inclusion_proof` /
+:func:`consistency_proof` / :func:`root_from` compose the result.
+
+Appending needs only the tree's right frontier: :class:`Frontier` holds it and turns leaf
+hashes into the node rows a store inserts (about one node hash per leaf, no read). The writer
+keeps one between group commits (:class:`gateway.audit.tree.TreeTip`); verification streams
+every leaf through one.
 """
 
 from __future__ import annotations
@@ -196,6 +202,72 @@ def append_leaves(
             index >>= 1
             new[(level, index)] = h
     return new
+
+
+#: A stored node row: (level, index, hash).
+NodeRow = tuple[int, int, bytes]
+
+
+class Frontier:
+    """The right edge of a tree of ``size`` leaves: what appending needs, and its root.
+
+    ``hashes`` are the perfect subtrees of :func:`frontier` ``(size)``, largest (leftmost)
+    first: one per set bit of ``size``. Appending a leaf is a binary increment: the leaf
+    merges with the smallest subtrees while the index is odd, so a leaf costs one node hash
+    on average and no read. :meth:`extend` changes the frontier in place; a writer that may
+    fail keeps a copy, or throws the frontier away and reads it again.
+    """
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count():
+            raise ProofError(f"a frontier of size {size} has {size.bit_count()} subtrees")
+        self.size = size
+        self.hashes = list(hashes)
+
+    @classmethod
+    def of(cls, size: int, nodes: Mapping[Node, bytes]) -> Frontier:
+        """The frontier of ``size`` from stored nodes (:class:`ProofError` if one is missing)."""
+        read = _reader(nodes)
+        return cls(size, [read(level, index) for level, index in frontier(size)])
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
+
+    def extend(self, leaves: Iterable[bytes]) -> list[NodeRow]:
+        """Append leaf hashes; the rows they add: each leaf, then the subtrees it completes."""
+        # Runs in every group commit: plain method calls (which the interpreter specialises)
+        # and node_hash inlined.
+        rows: list[NodeRow] = []
+        stack = self.hashes
+        size = self.size
+        for h in leaves:
+            rows.append((0, size, h))
+            index = size
+            level = 0
+            while index & 1:
+                h = _sha256(b"\x01" + stack.pop() + h).digest()
+                level += 1
+                index >>= 1
+                rows.append((level, index, h))
+            stack.append(h)
+            size += 1
+        self.size = size
+        return rows
+
+    def nodes(self) -> dict[Node, bytes]:
+        """The frontier as stored nodes (what :func:`root_nodes` of ``size`` names)."""
+        return dict(zip(frontier(self.size), self.hashes, strict=True))
+
+    def root(self) -> bytes:
+        """The root of the tree of ``size`` leaves: the subtrees folded from the right."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        h = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            h = node_hash(left, h)
+        return h
 
 
 class MemoryTree:

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -105,11 +105,21 @@ class Signer:
     name: str
     sig_type: int
     seed: bytes
+    # Derived once: loading a key computes its public key (a scalar multiplication, as costly
+    # as a signature), and the checkpointer signs with the same key all day.
+    _key: Ed25519PrivateKey = field(init=False, repr=False, compare=False)
+    verifier: Verifier = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         if len(self.seed) != 32:
             raise NoteError("an Ed25519 seed is 32 bytes")
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "verifier", Verifier(self.name, self.sig_type, public))
 
     @classmethod
     def generate(cls, name: str, sig_type: int = ED25519) -> Signer:
@@ -123,16 +133,6 @@ class Signer:
         key = Ed25519PrivateKey.generate()
         seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return cls(name, sig_type, seed)
-
-    def _key(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.seed)
-
-    @property
-    def verifier(self) -> Verifier:
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        public = self._key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return Verifier(self.name, self.sig_type, public)
 
     def skey(self) -> str:
         """The ``PRIVATE+KEY+name+hexid+base64`` text form (keep it secret)."""
@@ -155,7 +155,7 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """Raw Ed25519 signature of ``message``."""
-        return self._key().sign(message)
+        return self._key.sign(message)
 
 
 # ---- notes ------------------------------------------------------------------------------

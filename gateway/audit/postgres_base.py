@@ -10,6 +10,7 @@ from gateway.audit.chain import (
     link,
     ts,
 )
+from gateway.audit.merkle import Frontier
 from gateway.audit.postgres_sql import (
     ACQUIRE_TIMEOUT,
     APPEND,
@@ -25,7 +26,8 @@ from gateway.audit.querying import PageReads
 from gateway.audit.store import AuditUnavailable
 from gateway.audit.tables import set_ids
 from gateway.audit.tree import (
-    postgres_new_nodes,
+    TreeTip,
+    postgres_append,
 )
 from gateway.audit.writer import (
     GroupCommitStore,
@@ -42,6 +44,8 @@ class PostgresBase(GroupCommitStore):
         self._dsn = dsn
         self._max = max_connections
         self._pool: Any = None  # asyncpg.Pool (asyncpg ships no type stubs)
+        #: The tree's right frontier after this process's last commit (used by the writer).
+        self._tip = TreeTip()
 
     def _require_pool(self) -> Any:
         if self._pool is None:
@@ -76,16 +80,18 @@ class PostgresBase(GroupCommitStore):
             now = head["recorded_at"]  # keep recorded_at monotonic: purges delete prefixes
         return head, now
 
-    @staticmethod
     async def _append(
+        self,
         conn: Any,
         batches: list[PreparedBatch],
         *,
         head: Any,
         now: dt.datetime,
         anchor: tuple[int, str],
-    ) -> None:
-        """Write the missing decision sets, the linked entries and subject rows, the head."""
+    ) -> tuple[str, Frontier]:
+        """Write the missing decision sets, the linked entries and subject rows, their tree
+        nodes, the head. Returns the new head hash and the tree's frontier there: for
+        ``self._tip.keep`` once the transaction committed."""
         present = set(head["present"])
         missing = {
             set_id: encoding
@@ -100,9 +106,11 @@ class PostgresBase(GroupCommitStore):
             recorded_at=now,
             recorded_at_text=ts(now),
         )
-        # The tree's new nodes need its right frontier: read under the head's lock, in a
-        # statement of its own (a fresh snapshot sees every committed node).
-        nodes = await postgres_new_nodes(conn, head["seq"], linked.leaves)
+        # The tree's new nodes need its right frontier: this process's copy if the head is
+        # where it left it, else read under the head's lock (see TreeTip).
+        tree, nodes = await postgres_append(
+            conn, self._tip, head["seq"], head["hash"], linked.leaves
+        )
         # One statement, one round trip: a commit waits for every round trip of its group, and
         # on a busy machine each one waits for the server process to be scheduled.
         await conn.execute(
@@ -117,11 +125,13 @@ class PostgresBase(GroupCommitStore):
             *anchor,
             *columns(nodes, 3),
         )
+        return linked.hash, tree
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         pool = self._require_pool()
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             head, now = await self._lock_head(conn, set_ids(batches))
-            await self._append(
+            kept = await self._append(
                 conn, batches, head=head, now=now, anchor=(head["anchor_seq"], head["anchor_hash"])
             )
+        self._tip.keep(*kept)  # committed

@@ -31,8 +31,10 @@ from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     PURGED_TABLE,
     SELECT_LEAVES,
+    SELECT_NODES,
     SELECT_PURGED,
-    select_nodes_sql,
+    node_map,
+    node_params,
 )
 from gateway.audit.writer import (
     PurgeRefused,
@@ -87,8 +89,11 @@ class PostgresLog(PostgresBase):
                     await conn.execute("DELETE FROM audit_entry WHERE seq <= $1", last_gone)
                     anchor_seq, anchor_hash = last_gone, kept
             record = make_record(anchor_seq)
-            await self._append(conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash))
-            return int(deleted)
+            kept = await self._append(
+                conn, [record], head=head, now=now, anchor=(anchor_seq, anchor_hash)
+            )
+        self._tip.keep(*kept)  # committed
+        return int(deleted)
 
     async def _purge_expired(
         self,
@@ -110,14 +115,15 @@ class PostgresLog(PostgresBase):
                 records=[(int(row[0]), row[1], purge_seq) for row in gone],
                 columns=("seq", "hash", "purge_seq"),
             )
-            await self._append(
+            kept = await self._append(
                 conn,
                 [make_record(seqs)],
                 head=head,
                 now=now,
                 anchor=(head["anchor_seq"], head["anchor_hash"]),
             )
-            return sum(int(row[2]) for row in gone)
+        self._tip.keep(*kept)  # committed
+        return sum(int(row[2]) for row in gone)
 
     # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
 
@@ -126,12 +132,8 @@ class PostgresLog(PostgresBase):
             return {}
         pool = self._require_pool()
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            rows = await conn.fetch(
-                select_nodes_sql(len(nodes), "postgresql"),
-                [n[0] for n in nodes],
-                [n[1] for n in nodes],
-            )
-        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+            rows = await conn.fetch(SELECT_NODES["postgresql"], *node_params(nodes, "postgresql"))
+        return node_map(rows)
 
     async def _tree_size(self) -> int:
         pool = self._require_pool()

@@ -19,6 +19,7 @@ from gateway.audit.chain import (
     link,
     ts,
 )
+from gateway.audit.merkle import Frontier
 from gateway.audit.querying import PageReads
 from gateway.audit.sqlite_sql import (
     HEAD_AND_SETS,
@@ -34,6 +35,7 @@ from gateway.audit.sqlite_sql import (
 )
 from gateway.audit.tables import set_ids
 from gateway.audit.tree import (
+    TreeTip,
     sqlite_append,
 )
 from gateway.audit.writer import (
@@ -56,6 +58,8 @@ class SQLiteBase(GroupCommitStore):
         self._rconn: aiosqlite.Connection | None = None
         self._wlock = asyncio.Lock()
         self._rlock = self._wlock if self._memory else asyncio.Lock()
+        #: The tree's right frontier after this process's last commit (used under _wlock).
+        self._tip = TreeTip()
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -181,8 +185,11 @@ class SQLiteBase(GroupCommitStore):
         now: dt.datetime,
         present: set[str],
         anchor: tuple[int, str],
-    ) -> None:
-        """Write the missing decision sets, the linked entries and subject rows, the head."""
+        tip: TreeTip,
+    ) -> tuple[str, Frontier]:
+        """Write the missing decision sets, the linked entries and subject rows, their tree
+        nodes, the head. Returns the new head hash and the tree's frontier there: for
+        ``tip.keep`` once the transaction committed."""
         missing = {
             set_id: encoding
             for prepared in batches
@@ -201,7 +208,7 @@ class SQLiteBase(GroupCommitStore):
         )
         db.executemany(INSERT_ENTRY, linked.entries)
         db.executemany(INSERT_SUBJECT, linked.subjects)
-        sqlite_append(db, head[0], linked.leaves)
+        tree = sqlite_append(db, tip, head[0], head[1], linked.leaves)
         cursor = db.execute(
             "UPDATE audit_chain_head SET seq = ?, hash = ?, recorded_at = ?, anchor_seq = ?, "
             "anchor_hash = ? WHERE id = 1",
@@ -209,18 +216,24 @@ class SQLiteBase(GroupCommitStore):
         )
         if cursor.rowcount != 1:
             raise RuntimeError("audit chain head row is missing")
+        return linked.hash, tree
 
     @classmethod
-    def _write_transaction(cls, db: sqlite3.Connection, batches: list[PreparedBatch]) -> None:
+    def _write_transaction(
+        cls, db: sqlite3.Connection, batches: list[PreparedBatch], tip: TreeTip
+    ) -> None:
         try:
             head, now, present = cls._begin_write(db, set_ids(batches))
-            cls._append(db, batches, head=head, now=now, present=present, anchor=(head[3], head[4]))
+            kept = cls._append(
+                db, batches, head=head, now=now, present=present, anchor=(head[3], head[4]), tip=tip
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        tip.keep(*kept)
 
     async def _write(self, batches: list[PreparedBatch]) -> None:
         async with self._wlock:
-            await self._in_writer_thread(self._write_transaction, batches)
+            await self._in_writer_thread(self._write_transaction, batches, self._tip)

@@ -37,9 +37,11 @@ from gateway.audit.store import AuditUnavailable
 from gateway.audit.tree import (
     PURGED_TABLE,
     SELECT_LEAVES,
+    SELECT_NODES,
     SELECT_PURGED,
-    select_nodes_sql,
-    sqlite_params,
+    TreeTip,
+    node_map,
+    node_params,
 )
 from gateway.audit.writer import (
     PurgeRefused,
@@ -57,6 +59,7 @@ class SQLiteLog(SQLiteBase):
         older_than: dt.timedelta,
         make_record: Callable[[int], PreparedBatch],
         protect: Mapping[str, dt.timedelta],
+        tip: TreeTip,
     ) -> int:
         try:
             # The record names the new anchor, so its decision set is new: written if absent.
@@ -91,20 +94,22 @@ class SQLiteLog(SQLiteBase):
                     db.execute("DELETE FROM audit_entry_subject WHERE entry_seq <= ?", (last_gone,))
                     db.execute("DELETE FROM audit_entry WHERE seq <= ?", (last_gone,))
                     anchor_seq, anchor_hash = last_gone, kept[0]
-            cls._append(
+            kept = cls._append(
                 db,
                 [make_record(anchor_seq)],
                 head=head,
                 now=now,
                 present=present,
                 anchor=(anchor_seq, anchor_hash),
+                tip=tip,
             )
             db.execute("COMMIT")
-            return deleted
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        tip.keep(*kept)
+        return deleted
 
     async def _purge(
         self,
@@ -114,7 +119,7 @@ class SQLiteLog(SQLiteBase):
     ) -> int:
         async with self._wlock:
             return await self._in_writer_thread(
-                self._purge_transaction, older_than, make_record, protect
+                self._purge_transaction, older_than, make_record, protect, self._tip
             )
 
     @classmethod
@@ -123,6 +128,7 @@ class SQLiteLog(SQLiteBase):
         db: sqlite3.Connection,
         cutoffs: Mapping[str, dt.datetime],
         make_record: Callable[[list[int]], PreparedBatch],
+        tip: TreeTip,
     ) -> int:
         try:
             head, now, present = cls._begin_write(db, [])
@@ -144,20 +150,22 @@ class SQLiteLog(SQLiteBase):
                 f"INSERT INTO {PURGED_TABLE} (seq, hash, purge_seq) VALUES (?, ?, ?)",  # noqa: S608
                 [(int(row[0]), row[1], purge_seq) for row in gone],
             )
-            cls._append(
+            kept = cls._append(
                 db,
                 [make_record(seqs)],
                 head=head,
                 now=now,
                 present=present,
                 anchor=(head[3], head[4]),
+                tip=tip,
             )
             db.execute("COMMIT")
-            return sum(int(row[2]) for row in gone)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        tip.keep(*kept)
+        return sum(int(row[2]) for row in gone)
 
     async def _purge_expired(
         self,
@@ -166,7 +174,7 @@ class SQLiteLog(SQLiteBase):
     ) -> int:
         async with self._wlock:
             return await self._in_writer_thread(
-                self._purge_expired_transaction, cutoffs, make_record
+                self._purge_expired_transaction, cutoffs, make_record, self._tip
             )
 
     # ---- the Merkle log (docs/audit-log.md) ---------------------------------------------------
@@ -174,11 +182,10 @@ class SQLiteLog(SQLiteBase):
     async def _tree_nodes(self, nodes: list[Node]) -> dict[Node, bytes]:
         if not nodes:
             return {}
-        sql = select_nodes_sql(len(nodes), "sqlite")
         async with self._rlock:
             conn = await self._reader_conn()
-            rows = await self._all(conn, sql, sqlite_params(nodes))
-        return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+            rows = await self._all(conn, SELECT_NODES["sqlite"], node_params(nodes, "sqlite"))
+        return node_map(rows)
 
     async def _tree_size(self) -> int:
         async with self._rlock:

@@ -8,20 +8,31 @@ only ever inserted (a new entry adds its leaf and the subtrees it completes, abo
 in the same transaction as the entries; a purge removes entry content but never a node, so
 roots and proofs of every size stay computable from O(log² n) rows.
 
+The group-commit writer keeps the tree's right frontier in memory between groups
+(:class:`TreeTip`), so a group only hashes and inserts: no read. That copy is valid for one
+chain head, the (seq, hash) it was kept with, and is taken out before each write transaction
+and put back only after the commit: when another process wrote (several gateways share one
+PostgreSQL store or one SQLite file), a transaction failed, or the database was restored, the
+head differs and the frontier is read again (≤ 64 rows), by primary key. Every statement's
+text is fixed (node lists travel as one JSON or array parameter), so prepared statements are
+reused and SQLite never falls back to scanning the table.
+
 :class:`TreeReader` gives roots and proofs of any size from a backend's node reader.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from gateway.audit.entries import entry_bytes, read_entry
 from gateway.audit.merkle import (
+    Frontier,
     Node,
+    NodeRow,
     ProofError,
-    append_leaves,
     consistency_proof,
     consistency_ranges,
     frontier,
@@ -47,28 +58,29 @@ PURGED_TABLE = "audit_purged"
 SELECT_PURGED = f"SELECT seq, hash, purge_seq FROM {PURGED_TABLE} ORDER BY seq"  # noqa: S608
 
 
-def select_nodes_sql(count: int, dialect: Dialect) -> str:
-    """A SELECT of ``(level, idx, hash)`` for ``count`` (level, idx) pairs.
+#: The stored nodes among a list (absent ones are left out), by primary key; the list is one
+#: parameter (:func:`node_params`), so the text never changes with its length.
+SELECT_NODES = {
+    "sqlite": f"SELECT level, idx, hash FROM {TREE_TABLE} "  # noqa: S608 (constant names)
+    "WHERE (level, idx) IN "
+    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+    "postgresql": f"SELECT t.level, t.idx, t.hash FROM {TREE_TABLE} t "  # noqa: S608
+    "JOIN unnest($1::integer[], $2::bigint[]) AS k(level, idx) "
+    "ON t.level = k.level AND t.idx = k.idx",
+}
 
-    SQLite takes ``2·count`` parameters (level, idx, level, idx, ...); PostgreSQL takes two
-    arrays ``$1::integer[]`` (levels) and ``$2::bigint[]`` (indices).
-    """
+
+def node_params(nodes: Sequence[Node], dialect: Dialect) -> tuple[Any, ...]:
+    """The parameters of :data:`SELECT_NODES`: a JSON list of ``[level, idx]`` pairs (SQLite),
+    or an array of levels and one of indices (PostgreSQL)."""
     if dialect == "sqlite":
-        pairs = ", ".join("(?, ?)" for _ in range(count))
-        return (
-            f"SELECT level, idx, hash FROM {TREE_TABLE} "  # noqa: S608 (constant names)
-            f"WHERE (level, idx) IN (VALUES {pairs})"
-        )
-    return (
-        f"SELECT t.level, t.idx, t.hash FROM {TREE_TABLE} t "  # noqa: S608
-        "JOIN unnest($1::integer[], $2::bigint[]) AS k(level, idx) "
-        "ON t.level = k.level AND t.idx = k.idx"
-    )
+        return (json.dumps([list(node) for node in nodes]),)
+    return ([n[0] for n in nodes], [n[1] for n in nodes])
 
 
-def sqlite_params(nodes: Iterable[Node]) -> list[int]:
-    """Flattened (level, idx) parameters for the SQLite form of :func:`select_nodes_sql`."""
-    return [v for node in nodes for v in node]
+def node_map(rows: Iterable[Any]) -> dict[Node, bytes]:
+    """``(level, idx, hash)`` rows as stored nodes."""
+    return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
 
 
 INSERT_NODE_SQLITE = f"INSERT INTO {TREE_TABLE} (level, idx, hash) VALUES (?, ?, ?)"  # noqa: S608
@@ -94,7 +106,7 @@ async def backfill(
     anchor_seq: int,
     leaf_count: int,
     read_entries: Callable[[], Awaitable[Sequence[Any]]],
-) -> list[tuple[int, int, bytes]]:
+) -> list[NodeRow]:
     """Node rows that give a trail written before the tree existed its tree.
 
     Only a trail whose tree is empty and which was never purged can be given one (its leaves
@@ -120,41 +132,72 @@ async def backfill(
             "the audit trail predates its Merkle tree and misses entries: the tree cannot be "
             "rebuilt (run `ketenpoort audit verify`)"
         )
-    leaves = [leaf_hash(entry_bytes(e)) for e in entries]
-    return _node_rows(append_leaves(0, leaves, {}))
+    return Frontier().extend(leaf_hash(entry_bytes(e)) for e in entries)
 
 
-def _node_rows(new: dict[Node, bytes]) -> list[tuple[int, int, bytes]]:
-    return [(level, idx, h) for (level, idx), h in new.items()]
+class TreeTip:
+    """The writer's copy of the tree's right frontier between its group commits.
 
-
-def sqlite_append(db: Any, size: int, leaves: Sequence[bytes]) -> None:
-    """Append leaf hashes to the tree of ``size`` leaves, inside the caller's transaction.
-
-    ``db`` is a ``sqlite3.Connection``. Reads only the right frontier (≤ 64 rows).
+    It belongs to one chain head: the entry count and hash it was kept with. A write
+    transaction takes it (:meth:`take`, under the head's lock) and keeps the extended
+    frontier only after its commit (:meth:`keep`): a failed or cancelled transaction leaves
+    nothing behind, and a head another process moved (or a restored database) does not
+    match, so the frontier is read again. The head hash, not only the count, decides: a
+    trail restored to an older size and grown back to this one by another process has the
+    same count but another history.
     """
-    need = frontier(size)
-    known: dict[Node, bytes] = {}
-    if need:
-        rows = db.execute(select_nodes_sql(len(need), "sqlite"), sqlite_params(need)).fetchall()
-        known = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
-    db.executemany(INSERT_NODE_SQLITE, _node_rows(append_leaves(size, leaves, known)))
+
+    __slots__ = ("_frontier", "_hash")
+
+    def __init__(self) -> None:
+        self._frontier: Frontier | None = None
+        self._hash = ""
+
+    def take(self, head_seq: int, head_hash: str) -> Frontier | None:
+        """The frontier of the tree at chain head (``head_seq``, ``head_hash``), if this copy is
+        of exactly that head; ``None`` otherwise. Either way the copy is gone until kept."""
+        found, self._frontier = self._frontier, None
+        if found is None or found.size != head_seq or self._hash != head_hash:
+            return None
+        return found
+
+    def keep(self, head_hash: str, frontier: Frontier) -> None:
+        """After a commit: ``frontier`` is the tree at the chain head ``head_hash``."""
+        self._frontier, self._hash = frontier, head_hash
 
 
-async def postgres_new_nodes(
-    conn: Any, size: int, leaves: Sequence[bytes]
-) -> list[tuple[int, int, bytes]]:
-    """The node rows that appending leaf hashes to the tree of ``size`` leaves adds (an
-    asyncpg connection in the writing transaction). Reads only the right frontier (≤ 64
-    rows); the caller inserts the rows with its own statement."""
-    need = frontier(size)
-    known: dict[Node, bytes] = {}
-    if need:
-        rows = await conn.fetch(
-            select_nodes_sql(len(need), "postgresql"), [n[0] for n in need], [n[1] for n in need]
-        )
-        known = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
-    return _node_rows(append_leaves(size, leaves, known))
+def sqlite_append(
+    db: Any, tip: TreeTip, head_seq: int, head_hash: str, leaves: Iterable[bytes]
+) -> Frontier:
+    """Append leaf hashes to the tree at the chain head, inside the caller's transaction.
+
+    ``db`` is a ``sqlite3.Connection``. The frontier comes from ``tip`` or, when that is not
+    of this head, from the store (:class:`ProofError` if a node is missing: the write fails).
+    Returns the extended frontier, for ``tip.keep`` once the transaction committed.
+    """
+    current = tip.take(head_seq, head_hash)
+    if current is None:
+        need = frontier(head_seq)
+        rows = db.execute(SELECT_NODES["sqlite"], node_params(need, "sqlite")).fetchall()
+        current = Frontier.of(head_seq, node_map(rows))
+    db.executemany(INSERT_NODE_SQLITE, current.extend(leaves))
+    return current
+
+
+async def postgres_append(
+    conn: Any, tip: TreeTip, head_seq: int, head_hash: str, leaves: Iterable[bytes]
+) -> tuple[Frontier, list[NodeRow]]:
+    """The extended frontier (for ``tip.keep`` after the commit) and the node rows that
+    appending leaf hashes to the tree at the chain head adds; the caller inserts them with
+    its own statement. ``conn`` is an asyncpg connection in the writing transaction, holding
+    the head's lock: a frontier read here (when ``tip`` is not of this head) is a statement
+    of its own, whose fresh snapshot sees every committed node."""
+    current = tip.take(head_seq, head_hash)
+    if current is None:
+        need = frontier(head_seq)
+        rows = await conn.fetch(SELECT_NODES["postgresql"], *node_params(need, "postgresql"))
+        current = Frontier.of(head_seq, node_map(rows))
+    return current, current.extend(leaves)
 
 
 class TreeReader:
