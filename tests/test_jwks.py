@@ -120,6 +120,7 @@ async def test_a_hanging_jwks_neither_blocks_the_gateway_nor_admits_anyone(
     settings = settings_for(
         tmp_path / "state", mode="production", jwks=jwks_server.url, jwks_timeout=timeout
     )
+    mock_registries.reset()  # the registries are shared: only this test's calls count below
     v = mock_registries.population.vnummer(3)
     headers = purpose_headers(f"Bearer {token(key)}")
     jwks_server.mode = "hang"
