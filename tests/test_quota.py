@@ -82,7 +82,13 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
 
         def factory() -> QuotaStore:
             store: QuotaStore
-            store = shared if request.param == "memory" else RedisQuotaStore(REDIS_URL, prefix)
+            # Deadlines wide enough for a loaded test machine: these tests check counting, not
+            # time (the deadlines' own behaviour is tested with a silent server below).
+            store = (
+                shared
+                if request.param == "memory"
+                else RedisQuotaStore(REDIS_URL, prefix, timeout=5.0, op_timeout=10.0)
+            )
             made.append(store)
             return store
 
