@@ -78,5 +78,15 @@ class GatewayError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 200)
 
+    def fresh(self) -> GatewayError:
+        """A new plain error with this one's code, message and extensions, and no traceback.
+
+        What a cache of refusals raises. Raising the cached object itself would chain the
+        raising request's frames onto its ``__traceback__``, so every request refused by that
+        entry would stay reachable (headers, payload, span) for as long as the cache keeps it.
+        """
+        extensions = {k: v for k, v in self.extensions.items() if k != "code"}
+        return GatewayError(self.code, self.message, **extensions)
+
     def __repr__(self) -> str:
         return f"GatewayError({self.code.value}, {self.message!r})"

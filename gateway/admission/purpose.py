@@ -54,12 +54,14 @@ class Admission:
             try:
                 admitted = self._decide(principal, purpose_id, activity)
             except GatewayError as error:
-                admitted = error
+                # Kept without its traceback: that names this request's frames (headers,
+                # payload, span), which would stay alive with the memo entry.
+                admitted = error.fresh()
             if len(self._memo) > MEMO_BOUND:
                 self._memo.clear()
             self._memo[key] = admitted
         if isinstance(admitted, GatewayError):
-            raise admitted
+            raise admitted.fresh()  # never the memoised object: see GatewayError.fresh
         return admitted[0], admitted[1], officer
 
     def _decide(self, principal: Principal, purpose_id: str, activity: str) -> tuple[Grant, str]:

@@ -101,7 +101,7 @@ def _named(info: Info, vnummers: Sequence[str]) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:  # recorded for the request: it names nobody in the trail
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
+        raise root.refusal.fresh()  # never the plan's own object: see GatewayError.fresh
     persons = state.persons
     outcomes = []
     for vnummer in vnummers:
@@ -127,7 +127,7 @@ async def search(info: Info, surname: str, birth_date: str) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
+        raise root.refusal.fresh()  # never the plan's own object: see GatewayError.fresh
     # Checked before execution (gateway.proportionality.counting); the strip is the search's.
     surname = surname.strip()
     scope = state.purpose.rijbereik
@@ -167,7 +167,7 @@ async def statistics(info: Info, peildatum: str, grouping: Any) -> list[Any]:
     state, root = _root(info)
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
+        raise root.refusal.fresh()  # never the plan's own object: see GatewayError.fresh
     try:
         cells = await _suppressed_cells(state, peildatum, grouping.value)
     except GatewayError as error:  # recorded as what it was: nothing given
@@ -223,7 +223,7 @@ async def audit_search(
     state, root = _root(info)
     if root.refusal is not None:
         state.request_decisions.extend(root.request_decisions)
-        raise root.refusal.with_traceback(None)  # cached: no traceback of earlier requests
+        raise root.refusal.fresh()  # never the plan's own object: see GatewayError.fresh
     # Every argument was checked before anything was charged (gateway.proportionality.counting);
     # the bounds are read with the same parser.
     query = AuditQuery(

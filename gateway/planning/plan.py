@@ -65,12 +65,10 @@ class Overlay:
         owns (the person object of this request); objects below it are copied by :meth:`apply`,
         since they may be shared with the cache."""
         if self.markers:
-            # A cached plan's markers are raised again in every request that uses it (the
-            # executor raises an error value it resolves), and a re-raised exception keeps its
-            # earlier traceback: without this, every request's frames stay alive for good.
-            for marker in self.markers.values():
-                marker.__traceback__ = None
-            value.update(self.markers)
+            # The executor raises an error value it resolves, and a raised exception keeps the
+            # frames it passed through: each request gets copies, so the cached plan's own
+            # markers never hold a request's frames (GatewayError.fresh).
+            value.update({name: marker.fresh() for name, marker in self.markers.items()})
         for name, child in self.children.items():
             if name not in self.markers:
                 value[name] = child.apply(value.get(name))
