@@ -1,4 +1,6 @@
-"""Nothing of a request outlives it: the caches that keep refusals keep no request's frames.
+"""Memory stays bounded: nothing of a request outlives it, and the registry cache has a size.
+
+The caches that keep refusals keep no request's frames.
 
 Refusals are computed once and kept (the admission memo per caller and purpose, a plan's root
 refusals and refused-field markers). Raising a kept exception object would chain the raising
@@ -10,11 +12,16 @@ refer to one or the other.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from pathlib import Path
 
+import pytest
+
 from gateway.assembly.runtime import Running
+from gateway.execution import memory_cache
 from gateway.execution.context import RequestState
+from gateway.execution.memory_cache import MemoryRecords
 from gateway.observability.tracing import RequestSpan
 from mocks import Registries
 from tests.support import caller
@@ -71,3 +78,53 @@ async def test_refused_fields_keep_no_request_alive(
         codes = {e["extensions"]["code"] for e in answer.body["errors"]}
         assert codes == {"FIELD_NOT_PERMITTED"}, answer.body
     assert live_requests() == before
+
+
+# --- the in-process registry cache: bounded in count and in time ------------------------------
+
+
+async def test_memory_cache_keeps_at_most_its_bound_oldest_out() -> None:
+    cache = MemoryRecords(ttl=60.0, max_entries=3)
+    for i in range(5):
+        await cache.multi_set([(f"k{i}", {"i": i})], ttl=60.0)
+    assert len(cache) == 3
+    assert await cache.multi_get(["k0", "k1", "k2", "k3", "k4"]) == [
+        None,
+        None,
+        {"i": 2},
+        {"i": 3},
+        {"i": 4},
+    ]
+    # A renewed entry moves to the back: the next one in goes past it.
+    await cache.multi_set([("k2", {"i": 22})])
+    await cache.multi_set([("k5", {"i": 5})])
+    assert await cache.multi_get(["k2", "k3", "k5"]) == [{"i": 22}, None, {"i": 5}]
+    await cache.close()
+    assert len(cache) == 0
+
+
+async def test_memory_cache_never_serves_an_expired_entry_and_empties_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory_cache, "SWEEP_RESOLUTION_S", 0.01)
+    cache = MemoryRecords(ttl=0.05, max_entries=100)
+    await cache.multi_set([("a", 1), ("b", 2)])
+    assert await cache.multi_get(["a", "b", "c"]) == [1, 2, None]
+    await asyncio.sleep(0.06)
+    assert await cache.multi_get(["a", "b"]) == [None, None]  # expired: a miss at once
+    for _ in range(100):  # and gone from memory soon after, with no request to sweep it
+        if not len(cache):
+            break
+        await asyncio.sleep(0.01)
+    assert len(cache) == 0
+    await cache.close()
+
+
+async def test_memory_cache_has_one_lifetime() -> None:
+    cache = MemoryRecords(ttl=60.0, max_entries=10)
+    with pytest.raises(ValueError, match=r"60\.0 s"):
+        await cache.multi_set([("a", 1)], ttl=5.0)
+    with pytest.raises(ValueError, match="positive TTL"):
+        MemoryRecords(ttl=0.0, max_entries=10)
+    with pytest.raises(ValueError, match="room for one entry"):
+        MemoryRecords(ttl=1.0, max_entries=0)

@@ -15,8 +15,13 @@ from gateway.errors import Code, GatewayError
 from gateway.identifiers import is_identifier
 from gateway.policy.model import Grant, Policy
 
-#: Admissions kept before the memo starts afresh (principals × purposes × activities in use).
+#: Admissions kept before the memo starts afresh (callers' organisation, roles and granted
+#: purposes × purposes × activities in use: not one per officer).
 MEMO_BOUND = 4096
+
+#: What the policy's answer depends on: the caller's OIN, organisation, roles and granted
+#: purposes — never the officer — plus the declared purpose and activity.
+_MemoKey = tuple[str, str, tuple[str, ...], frozenset[str], str, str]
 
 
 def declared(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -30,7 +35,7 @@ class Admission:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._memo: dict[tuple[Principal, str, str], tuple[Grant, str] | GatewayError] = {}
+        self._memo: dict[_MemoKey, tuple[Grant, str] | GatewayError] = {}
 
     def admit(
         self, principal: Principal, purpose_id: str, activity: str, headers: Mapping[str, str]
@@ -48,7 +53,16 @@ class Admission:
                 "X-Doelbinding and X-Verwerking are identifiers (ASCII letters, digits, _ . -).",
             )
         officer = officer_of(principal, headers)
-        key = (principal, purpose_id, activity)
+        # Keyed by what decides, not by the principal: every officer of an organisation and
+        # role shares one entry, so the memo does not grow (and start afresh) with officers.
+        key = (
+            principal.oin,
+            principal.organisation,
+            principal.roles,
+            principal.purposes,
+            purpose_id,
+            activity,
+        )
         admitted = self._memo.get(key)
         if admitted is None:
             try:
@@ -65,7 +79,8 @@ class Admission:
         return admitted[0], admitted[1], officer
 
     def _decide(self, principal: Principal, purpose_id: str, activity: str) -> tuple[Grant, str]:
-        """The policy's answer for a principal, a purpose and an activity (pure: memoised)."""
+        """The policy's answer for a principal, a purpose and an activity (pure: memoised).
+        Reads only the principal's OIN, organisation, roles and purposes (the memo's key)."""
         policy = self.policy
         organisation = policy.organisation_by_oin(principal.oin)
         purpose = policy.purposes.get(purpose_id)
