@@ -1,4 +1,4 @@
-"""Memory stays bounded: nothing of a request outlives it, and the registry cache has a size.
+"""Memory stays bounded: nothing of a request outlives it; the heap gives large blocks back.
 
 The caches that keep refusals keep no request's frames.
 
@@ -12,16 +12,14 @@ refer to one or the other.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from pathlib import Path
 
 import pytest
 
 from gateway.assembly.runtime import Running
-from gateway.execution import memory_cache
 from gateway.execution.context import RequestState
-from gateway.execution.memory_cache import MemoryRecords
+from gateway.http import allocator
 from gateway.observability.tracing import RequestSpan
 from mocks import Registries
 from tests.support import caller
@@ -80,51 +78,12 @@ async def test_refused_fields_keep_no_request_alive(
     assert live_requests() == before
 
 
-# --- the in-process registry cache: bounded in count and in time ------------------------------
+# --- the allocator: large blocks mapped and given back ----------------------------------------
 
 
-async def test_memory_cache_keeps_at_most_its_bound_oldest_out() -> None:
-    cache = MemoryRecords(ttl=60.0, max_entries=3)
-    for i in range(5):
-        await cache.multi_set([(f"k{i}", {"i": i})], ttl=60.0)
-    assert len(cache) == 3
-    assert await cache.multi_get(["k0", "k1", "k2", "k3", "k4"]) == [
-        None,
-        None,
-        {"i": 2},
-        {"i": 3},
-        {"i": 4},
-    ]
-    # A renewed entry moves to the back: the next one in goes past it.
-    await cache.multi_set([("k2", {"i": 22})])
-    await cache.multi_set([("k5", {"i": 5})])
-    assert await cache.multi_get(["k2", "k3", "k5"]) == [{"i": 22}, None, {"i": 5}]
-    await cache.close()
-    assert len(cache) == 0
-
-
-async def test_memory_cache_never_serves_an_expired_entry_and_empties_when_idle(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(memory_cache, "SWEEP_RESOLUTION_S", 0.01)
-    cache = MemoryRecords(ttl=0.05, max_entries=100)
-    await cache.multi_set([("a", 1), ("b", 2)])
-    assert await cache.multi_get(["a", "b", "c"]) == [1, 2, None]
-    await asyncio.sleep(0.06)
-    assert await cache.multi_get(["a", "b"]) == [None, None]  # expired: a miss at once
-    for _ in range(100):  # and gone from memory soon after, with no request to sweep it
-        if not len(cache):
-            break
-        await asyncio.sleep(0.01)
-    assert len(cache) == 0
-    await cache.close()
-
-
-async def test_memory_cache_has_one_lifetime() -> None:
-    cache = MemoryRecords(ttl=60.0, max_entries=10)
-    with pytest.raises(ValueError, match=r"60\.0 s"):
-        await cache.multi_set([("a", 1)], ttl=5.0)
-    with pytest.raises(ValueError, match="positive TTL"):
-        MemoryRecords(ttl=0.0, max_entries=10)
-    with pytest.raises(ValueError, match="room for one entry"):
-        MemoryRecords(ttl=1.0, max_entries=0)
+def test_serve_pins_glibcs_mmap_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine runs glibc: the threshold is set; an operator's own value stands."""
+    monkeypatch.delenv(allocator.ENV_OVERRIDE, raising=False)
+    assert allocator.pin_mmap_threshold() is True
+    monkeypatch.setenv(allocator.ENV_OVERRIDE, "262144")
+    assert allocator.pin_mmap_threshold() is False

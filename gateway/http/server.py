@@ -6,7 +6,9 @@ traceback from the ASGI lifespan. (A JWKS URL is fetched when a token first need
 own deadline: an identity provider that is down refuses tokens, not the start.) On SIGTERM or
 SIGINT uvicorn stops accepting, lets the requests in flight finish (each records its trail entry
 before it answers) for at most ``Settings.shutdown_grace`` seconds, then the lifespan closes the
-components: the audit store's writer commits what it had already accepted.
+components: the audit store's writer commits what it had already accepted. glibc's mmap
+threshold is fixed first (:mod:`gateway.http.allocator`), so sustained traffic does not
+fragment the heap.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uvicorn
 
 from gateway.assembly.runtime import start_gateway
 from gateway.config import Settings
+from gateway.http.allocator import pin_mmap_threshold
 from gateway.http.app import create_app, server_options
 
 log = logging.getLogger("ketenpoort.server")
@@ -31,6 +34,8 @@ class StartError(Exception):
 async def serve(settings: Settings, announce: Callable[[], None] | None = None) -> None:
     """Start the gateway and serve until a signal; :class:`StartError` if it cannot start.
     ``announce`` is called once every component has started."""
+    # Before anything is allocated in bulk: a long-running process keeps its heap flat.
+    pin_mmap_threshold()
     try:
         running = await start_gateway(settings)
     except Exception as exc:  # any cause: the operator gets one line, not a traceback
